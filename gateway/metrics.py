@@ -1,0 +1,69 @@
+"""Prometheus metrics of the gateway.
+
+With several uvicorn workers each process keeps its own values; ``tollgate serve`` then sets
+``PROMETHEUS_MULTIPROC_DIR`` so that ``/metrics`` (answered by any worker) sums all of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+REQUESTS = Counter(
+    "tollgate_requests_total", "Requests answered, by tenant, model, endpoint and status.",
+    ["tenant", "model", "endpoint", "status"],
+)
+TOKENS = Counter(
+    "tollgate_tokens_total", "Tokens billed, by tenant, model and kind (prompt, cached, completion).",
+    ["tenant", "model", "kind"],
+)
+UPSTREAM_ERRORS = Counter(
+    "tollgate_upstream_failures_total", "Upstream attempts that failed and were retried or fell back.",
+    ["backend"],
+)
+REQUEST_SECONDS = Histogram(
+    "tollgate_request_duration_seconds", "Whole request time at the gateway (streams: until the end).",
+    ["model", "stream"], buckets=_LATENCY_BUCKETS,
+)
+UPSTREAM_TTFB_SECONDS = Histogram(
+    "tollgate_upstream_first_byte_seconds", "Time to the upstream's first byte (streams: first event).",
+    ["backend"], buckets=_LATENCY_BUCKETS,
+)
+OVERHEAD_SECONDS = Histogram(
+    "tollgate_overhead_seconds", "Gateway time per non-streamed request, upstream time excluded.",
+    buckets=_OVERHEAD_BUCKETS,
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text, merged over worker processes when running multi-process."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def record_usage(tenant: str, model: str, usage: dict | None) -> None:
+    if not usage:
+        return
+    prompt = int(usage.get("prompt_tokens") or 0)
+    completion = int(usage.get("completion_tokens") or 0)
+    details = usage.get("prompt_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
+    TOKENS.labels(tenant, model, "prompt").inc(prompt)
+    TOKENS.labels(tenant, model, "cached").inc(cached)
+    TOKENS.labels(tenant, model, "completion").inc(completion)

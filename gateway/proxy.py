@@ -1,0 +1,189 @@
+"""Forwarding one validated call upstream and shaping the answer for the client.
+
+The client's JSON is forwarded as it came, with ``model`` set to the backend's name for it;
+answers carry the public model name back. Streams always ask the upstream for usage (the
+gateway needs it to bill) and drop that chunk again when the client did not ask for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import aiohttp
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from . import metrics, sse
+from .errors import APIError
+from .upstream import Attempt, Route, UpstreamPool
+
+
+@dataclass
+class Call:
+    """What the gateway knows about one call while serving it."""
+
+    request_id: str
+    tenant: str
+    route: Route
+    endpoint: str  # "/chat/completions" or "/completions"
+    body: dict
+    started: float = field(default_factory=time.perf_counter)
+    usage: dict | None = None
+    upstream_seconds: float = 0.0
+
+
+def _answer_headers(call: Call, attempt: Attempt) -> dict[str, str]:
+    return {
+        "x-tollgate-model": call.route.model,
+        "x-tollgate-backend": attempt.target.backend.name,
+        # Priced by the pricing stage once it lands; until then calls are recorded at $0.
+        "x-tollgate-cost-usd": "0",
+    }
+
+
+async def complete(pool: UpstreamPool, call: Call, deadline_s: float) -> Response:
+    """A non-streamed call: one JSON answer, priced and labelled in headers."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            upstream_started = time.perf_counter()
+            attempt = await pool.send(call.route, call.endpoint, call.body, call.request_id)
+            try:
+                raw = await attempt.response.read()
+            finally:
+                attempt.response.release()
+            call.upstream_seconds = time.perf_counter() - upstream_started
+    except TimeoutError:
+        raise APIError(504, f"no answer within {deadline_s:g}s", code="upstream_timeout") from None
+    except aiohttp.ClientError as err:
+        raise APIError(502, f"upstream failed mid-answer ({type(err).__name__})", code="upstream_unavailable") from None
+    metrics.UPSTREAM_TTFB_SECONDS.labels(attempt.target.backend.name).observe(call.upstream_seconds)
+    if attempt.response.status != 200:
+        raise upstream_rejection(attempt, raw)
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise APIError(502, "upstream answered with invalid JSON", code="upstream_invalid_response") from None
+    answer["model"] = call.route.model
+    call.usage = answer.get("usage")
+    metrics.record_usage(call.tenant, call.route.model, call.usage)
+    return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
+
+
+def upstream_rejection(attempt: Attempt, raw: bytes) -> APIError:
+    """An upstream 4xx as an OpenAI error; the gateway's own credentials never leak to the client."""
+    status = attempt.response.status
+    backend = attempt.target.backend
+    if status in (401, 403):
+        return APIError(502, f"backend {backend.name} rejected the gateway's credentials", code="upstream_auth_failed")
+    message, code, param = f"backend {backend.name} answered HTTP {status}", "upstream_rejected", None
+    try:
+        detail = orjson.loads(raw).get("error")
+        if isinstance(detail, dict):
+            message = str(detail.get("message") or message)[:1000]
+            code = str(detail.get("code") or code)
+            param = detail.get("param") if isinstance(detail.get("param"), str) else None
+        elif isinstance(detail, str):
+            message = detail[:1000]
+    except (orjson.JSONDecodeError, AttributeError):
+        pass
+    if backend.config.api_key:
+        message = message.replace(backend.config.api_key, "***")
+    return APIError(status if 400 <= status < 500 else 502, message, code=code, param=param)
+
+
+async def _prime(response: aiohttp.ClientResponse) -> tuple[sse.Event, AsyncIterator[sse.Event]]:
+    """Read the first event of an upstream stream (inside the retryable attempt)."""
+    events = sse.iter_events(sse.iter_lines(response.content.iter_any()))
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise aiohttp.ClientPayloadError("stream ended before its first event") from None
+    return first, events
+
+
+async def stream(pool: UpstreamPool, call: Call, include_usage: bool, deadline_s: float) -> Response:
+    """A streamed call: retries happen before the first event; after that, errors end the stream cleanly."""
+    body = {**call.body, "stream_options": {**(call.body.get("stream_options") or {}), "include_usage": True}}
+    upstream_started = time.perf_counter()
+    try:
+        async with asyncio.timeout(deadline_s):
+            attempt = await pool.send(call.route, call.endpoint, body, call.request_id, primer=_prime)
+    except TimeoutError:
+        raise APIError(504, f"no answer within {deadline_s:g}s", code="upstream_timeout") from None
+    if attempt.response.status != 200:
+        try:
+            raw = await attempt.response.read()
+        finally:
+            attempt.response.release()
+        raise upstream_rejection(attempt, raw)
+    call.upstream_seconds = time.perf_counter() - upstream_started
+    metrics.UPSTREAM_TTFB_SECONDS.labels(attempt.target.backend.name).observe(call.upstream_seconds)
+    headers = _answer_headers(call, attempt)
+    del headers["x-tollgate-cost-usd"]  # not known until the stream ends
+    deadline = call.started + deadline_s
+    return StreamingResponse(
+        _relay(attempt, call, include_usage, deadline),
+        media_type="text/event-stream",
+        headers={**headers, "cache-control": "no-cache"},
+    )
+
+
+async def _relay(attempt: Attempt, call: Call, include_usage: bool, deadline: float) -> AsyncIterator[bytes]:
+    first, events = attempt.primed
+    finished = False
+    try:
+        for_each = _chain(first, events)
+        async for event in for_each:
+            if event.data == sse.DONE:
+                finished = True
+                yield sse.DONE_EVENT
+                break
+            out = _rewrite_chunk(event.data, call, include_usage)
+            if out is not None:
+                yield out
+            if time.perf_counter() > deadline:
+                yield _error_event("request exceeded the gateway's time limit", "upstream_timeout")
+                break
+        else:
+            yield _error_event("upstream stream ended before it was complete", "upstream_disconnected")
+    except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        yield _error_event(f"upstream stream failed ({type(err).__name__})", "upstream_disconnected")
+    finally:
+        # Closing also cancels the upstream request when the client went away mid-stream.
+        attempt.response.close()
+        metrics.record_usage(call.tenant, call.route.model, call.usage)
+        if not finished:
+            metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
+
+
+async def _chain(first: sse.Event, rest: AsyncIterator[sse.Event]) -> AsyncIterator[sse.Event]:
+    yield first
+    async for event in rest:
+        yield event
+
+
+def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> bytes | None:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return sse.encode(data)
+    if not isinstance(chunk, dict):
+        return sse.encode(data)
+    if "error" in chunk:
+        return sse.encode(data)
+    chunk["model"] = call.route.model
+    usage = chunk.get("usage")
+    if usage:
+        call.usage = usage
+    if not include_usage:
+        if usage and not chunk.get("choices"):
+            return None
+        chunk.pop("usage", None)
+    return sse.encode(orjson.dumps(chunk))
+
+
+def _error_event(message: str, code: str) -> bytes:
+    return sse.encode(orjson.dumps({"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}))

@@ -1,0 +1,99 @@
+"""The OpenAI-compatible endpoints: chat completions, legacy completions, and the model list.
+
+Bodies are parsed by hand (orjson, then the pydantic models of ``protocol``) instead of through
+FastAPI's body parameters: it is faster, it lets the gateway forward the client's own JSON, and
+it keeps every malformed body on the path to a 400 with OpenAI's error shape.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response
+
+from . import proxy
+from .errors import APIError, from_validation_error
+from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+from .state import GatewayState
+
+router = APIRouter()
+_Model = TypeVar("_Model", bound=BaseModel)
+_STARTED = int(time.time())
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, refusing more than ``limit`` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise APIError(400, "could not parse the request body as JSON", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise APIError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"request body is larger than {limit} bytes", code="request_too_large")
+
+
+def validate(model: type[_Model], body: dict[str, Any]) -> _Model:
+    try:
+        return model.model_validate(body)
+    except ValidationError as err:
+        raise from_validation_error(err) from None
+
+
+def _gateway(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[CompletionRequest], endpoint: str) -> Response:
+    gateway = _gateway(request)
+    caller = await gateway.auth.authenticate(request.headers.get("authorization"))
+    state = request.scope["state"]
+    state["tenant"] = caller.tenant
+    body = await read_json_object(request, gateway.settings.server.max_body_bytes)
+    parsed = validate(spec, body)
+    route = gateway.pool.resolve(parsed.model)
+    state["model"], state["stream"] = route.model, parsed.stream
+    call = proxy.Call(
+        request_id=state["request_id"], tenant=caller.tenant, route=route, endpoint=endpoint, body=body
+    )
+    deadline_s = gateway.settings.server.request_timeout_s
+    if parsed.stream:
+        include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+        return await proxy.stream(gateway.pool, call, include_usage, deadline_s)
+    response = await proxy.complete(gateway.pool, call, deadline_s)
+    state["upstream_seconds"] = call.upstream_seconds
+    return response
+
+
+@router.post("/v1/chat/completions", tags=["openai"])
+async def chat_completions(request: Request) -> Response:
+    return await _forward(request, ChatCompletionRequest, "/chat/completions")
+
+
+@router.post("/v1/completions", tags=["openai"])
+async def completions(request: Request) -> Response:
+    return await _forward(request, CompletionRequest, "/completions")
+
+
+@router.get("/v1/models", tags=["openai"])
+async def list_models(request: Request) -> Response:
+    gateway = _gateway(request)
+    await gateway.auth.authenticate(request.headers.get("authorization"))
+    cards = [ModelCard(id=name, created=_STARTED, owned_by="tollgate") for name in gateway.pool.routes]
+    return Response(ModelList(data=cards).model_dump_json(), media_type="application/json")

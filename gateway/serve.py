@@ -1,0 +1,66 @@
+"""``tollgate serve``: resolve the settings, start what is embedded, then run uvicorn workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import ExitStack
+from pathlib import Path
+
+import uvicorn
+
+from .app import SETTINGS_ENV
+from .bootstrap import bootstrap, ensure_key_secret
+from .config import Settings, load_settings
+from .demo_stack import demo_engines
+from .embedded import embedded_valkey
+
+
+def run(config: Path | None, host: str | None, port: int | None, workers: int | None) -> None:
+    settings = load_settings(config)
+    server = settings.server.model_copy(
+        update={k: v for k, v in {"host": host, "port": port, "workers": workers}.items() if v is not None}
+    )
+    settings = settings.model_copy(update={"server": server})
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if not settings.redis_url:
+            settings.redis_url = stack.enter_context(embedded_valkey(data_dir))
+        if config is None:
+            settings = stack.enter_context(demo_engines(settings))
+        ensure_key_secret(settings)
+        _announce(settings, bootstrap(settings), embedded=config is None)
+        _prepare_worker_env(settings, data_dir)
+        uvicorn.run(
+            "gateway.app:create_app",
+            factory=True,
+            host=settings.server.host,
+            port=settings.server.port,
+            workers=settings.server.workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=settings.server.log_requests,
+            log_level="info",
+            timeout_graceful_shutdown=10,
+        )
+
+
+def _prepare_worker_env(settings: Settings, data_dir: Path) -> None:
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    if settings.server.workers > 1:
+        metrics_dir = data_dir / f"prometheus-{settings.server.port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+
+def _announce(settings: Settings, new_keys: list[tuple[str, str]], embedded: bool) -> None:
+    base = f"http://{settings.server.host}:{settings.server.port}/v1"
+    lines = [f"Tollgate: OpenAI-compatible endpoint at {base}"]
+    lines += [f"  model {m.name}" + (f" ({m.tier})" if m.tier else "") for m in settings.models]
+    if embedded:
+        lines.append("  (simulated engines; pass --config to serve real backends)")
+    for label, key in new_keys:
+        lines.append(f"  {label}: {key}   <- shown once, store it now")
+    print("\n".join(lines), flush=True)

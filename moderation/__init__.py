@@ -1,0 +1,1 @@
+"""Moderation: prompt and response checks (issue #6: not built yet)."""
