@@ -126,6 +126,8 @@ class Simulator:
         if body.get("model") != self.settings.model:
             message = f"The model `{body.get('model')}` does not exist."
             return web.json_response(error(message, 404, "NotFoundError"), status=404)
+        if int(body.get("n") or 1) != 1:
+            return web.json_response(error("n > 1 is not supported by this engine", 400), status=400)
         if self.faults.extra_latency_ms:
             await asyncio.sleep(self.faults.extra_latency_ms / 1000)
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
@@ -233,6 +235,11 @@ class Simulator:
         await asyncio.sleep(0.05)  # let the answer to /sim/faults go out first
         if self.site is not None:
             await self.site.stop()
+        # A crashed engine also drops its open keep-alive connections, not only its listener.
+        server = self.runner.server if self.runner is not None else None
+        for handler in list(server.connections if server is not None else []):
+            if handler.transport is not None:
+                handler.transport.abort()
         await asyncio.sleep(seconds)
         await self._listen()
 

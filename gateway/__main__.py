@@ -1,0 +1,5 @@
+"""``python -m gateway …`` is the ``tollgate`` command."""
+
+from .cli import main
+
+main()

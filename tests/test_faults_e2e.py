@@ -1,0 +1,80 @@
+"""Retries and fallbacks before the first byte; clean errors after it; nothing hangs."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+
+
+def test_engine_5xx_falls_back_to_the_next_backend(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"error_rate": 1.0})
+    raw = client.chat.completions.with_raw_response.create(model="flaky-with-fallback", messages=MESSAGES, max_tokens=5)
+    assert raw.headers["x-tollgate-backend"] == "small"
+    assert raw.parse().model == "flaky-with-fallback"
+
+
+def test_engine_5xx_falls_back_for_streams_too(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"error_rate": 1.0})
+    chunks = list(client.chat.completions.create(model="flaky-with-fallback", messages=MESSAGES, max_tokens=5, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks)
+
+
+def test_refused_connection_moves_to_the_next_replica(client: openai.OpenAI) -> None:
+    for _ in range(3):  # whichever replica round-robin starts with
+        raw = client.chat.completions.with_raw_response.create(model="replica-failover", messages=MESSAGES, max_tokens=3)
+        assert raw.parse().choices[0].message.content
+
+
+def test_no_backend_left_is_a_clean_502(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"error_rate": 1.0})
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="flaky-only", messages=MESSAGES)
+    assert caught.value.status_code == 502
+    assert caught.value.body["code"] == "upstream_unavailable"
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="unreachable", messages=MESSAGES, stream=True)
+    assert caught.value.status_code == 502
+
+
+def test_engine_refusing_connections_at_run_time(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"refuse_connections_s": 1.5})
+    time.sleep(0.3)
+    raw = client.chat.completions.with_raw_response.create(model="flaky-with-fallback", messages=MESSAGES, max_tokens=3)
+    assert raw.headers["x-tollgate-backend"] == "small"
+    time.sleep(1.8)
+
+
+def test_slow_first_byte_times_out_and_falls_back(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"extra_latency_ms": 4000})  # flaky's read timeout is 2 s
+    started = time.monotonic()
+    raw = client.chat.completions.with_raw_response.create(model="flaky-with-fallback", messages=MESSAGES, max_tokens=3)
+    assert raw.headers["x-tollgate-backend"] == "small"
+    assert time.monotonic() - started < 4
+
+
+def test_stream_cut_midway_ends_with_an_error_event(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"drop_stream_after_tokens": 3})
+    received = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.chat.completions.create(model="flaky-only", messages=MESSAGES, max_tokens=50, stream=True):
+            received.append(chunk)
+    assert received, "the first tokens reached the client before the cut"
+    assert "upstream" in caught.value.message
+
+
+def test_whole_answer_cut_midway_is_retried_or_502(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"drop_stream_after_tokens": 2})
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="flaky-only", messages=MESSAGES, max_tokens=50)
+    assert caught.value.status_code == 502
+
+
+def test_upstream_client_error_is_passed_back_as_4xx(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(model="cheap", messages=MESSAGES, n=2)  # the simulator refuses n > 1
+    assert "n > 1" in caught.value.message

@@ -1,0 +1,60 @@
+"""`tollgate serve` with no config and no REDIS_URL: embedded Valkey, two simulated engines, keys once."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+
+from tests.processes import free_port, stop, wait_http
+
+
+def _serve(workdir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TOLLGATE_ADMIN_KEY", "TOLLGATE_KEY_SECRET")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60, process=process)
+    lines = []
+    assert process.stdout is not None
+    while not lines or not lines[-1].startswith("  (simulated"):
+        lines.append(process.stdout.readline().rstrip("\n"))
+    time.sleep(0.2)
+    return process, lines
+
+
+def _keys(lines: list[str]) -> dict[str, str]:
+    return {m.group(1): m.group(2) for line in lines if (m := re.match(r"\s+(.+? key).*?: (sk-tg-\S+)", line))}
+
+
+def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None:
+    port = free_port()
+    process, lines = _serve(tmp_path, port)
+    try:
+        keys = _keys(lines + [process.stdout.readline(), process.stdout.readline()])
+        assert set(keys) == {"admin key", "tenant key"}
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=keys["tenant key"], max_retries=0)
+        assert {m.id for m in client.models.list()} == {"llama-3.1-8b", "llama-3.1-70b"}
+        answer = client.chat.completions.create(model="llama-3.1-8b", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        assert answer.choices[0].message.content
+    finally:
+        stop(process)
+    assert (tmp_path / ".tollgate" / "valkey" / "appendonlydir").is_dir()
+    assert (tmp_path / ".tollgate" / "key_hash_secret").stat().st_mode & 0o077 == 0
+
+    process, lines = _serve(tmp_path, port)
+    try:
+        time.sleep(0.3)
+        assert not _keys(lines), "keys are printed on the first run only"
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=keys["tenant key"], max_retries=0)
+        stream = client.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "hi"}],
+                                                max_tokens=3, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream)
+    finally:
+        stop(process)
