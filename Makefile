@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
 test-slow: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,llama]'
 	$(BIN)/pytest -m slow $(ARGS)
 
 bench: $(STAMP)

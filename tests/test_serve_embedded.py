@@ -58,3 +58,26 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
         assert "".join(c.choices[0].delta.content or "" for c in stream)
     finally:
         stop(process)
+
+
+def test_several_workers_share_keys_and_sum_metrics(tmp_path: Path, sims: dict[str, str], valkey: str) -> None:
+    from tests.conftest import ADMIN_KEY, gateway_config, new_tenant_key
+    from tests.processes import start_gateway
+
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(gateway_config(sims, valkey))
+    process, base = start_gateway(config, {"TEST_ADMIN_KEY": ADMIN_KEY}, tmp_path, "--workers", "2")
+    try:
+        client = openai.OpenAI(base_url=base + "/v1", api_key=new_tenant_key(base, "workers"), max_retries=0)
+        for _ in range(10):
+            assert client.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "w"}], max_tokens=2).choices
+        import httpx
+
+        metrics = httpx.get(base + "/metrics").text
+        counted = [line for line in metrics.splitlines()
+                   if line.startswith("tollgate_requests_total{") and 'tenant="workers"' in line and 'status="200"' in line]
+        assert counted and float(counted[0].split()[-1]) == 10.0
+    finally:
+        stop(process)
+    log = next(tmp_path.glob("gateway-*.log")).read_text()
+    assert log.count("Started server process") == 2
