@@ -65,7 +65,9 @@ async def complete(pool: UpstreamPool, call: Call, deadline_s: float) -> Respons
     try:
         answer = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise APIError(502, "upstream answered with invalid JSON", code="upstream_invalid_response") from None
+        answer = None
+    if not isinstance(answer, dict):
+        raise APIError(502, "upstream answered with invalid JSON", code="upstream_invalid_response")
     answer["model"] = call.route.model
     call.usage = answer.get("usage")
     metrics.record_usage(call.tenant, call.route.model, call.usage)

@@ -173,11 +173,13 @@ class UpstreamPool:
         headers = {**backend.headers, "x-request-id": request_id}
         try:
             response = await backend.session.post(replica.url + path, data=payload, headers=headers)
+        except asyncio.TimeoutError as err:
+            # First: aiohttp's socket timeouts are also ClientConnectionErrors. A slow replica is
+            # busy, not gone, so it is not marked down.
+            raise UpstreamFailure("timed out") from err
         except aiohttp.ClientConnectionError as err:
             backend.mark_down(replica)
             raise UpstreamFailure(f"connection failed ({type(err).__name__})") from err
-        except asyncio.TimeoutError as err:
-            raise UpstreamFailure("timed out") from err
         if response.status in RETRYABLE_STATUS:
             response.release()
             raise UpstreamFailure(f"HTTP {response.status}")

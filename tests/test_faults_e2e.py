@@ -78,3 +78,12 @@ def test_upstream_client_error_is_passed_back_as_4xx(client: openai.OpenAI) -> N
     with pytest.raises(openai.BadRequestError) as caught:
         client.chat.completions.create(model="cheap", messages=MESSAGES, n=2)  # the simulator refuses n > 1
     assert "n > 1" in caught.value.message
+
+
+def test_slow_upstream_everywhere_is_a_504_within_the_read_timeout(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"extra_latency_ms": 3000})  # flaky's read timeout is 2 s
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="flaky-only", messages=MESSAGES, max_tokens=3)
+    assert caught.value.status_code == 504 and caught.value.body["code"] == "upstream_timeout"
+    assert time.monotonic() - started < 2 * 2 + 1  # two attempts at most, each bounded
