@@ -35,6 +35,7 @@ def sims() -> Iterator[dict[str, str]]:
         "small": start_sim("sim-small", "small"),
         "large": start_sim("sim-large", "large"),
         "flaky": start_sim("sim-flaky", "small"),
+        "slow": start_sim("sim-slow", "large", 1.0),  # real-time pacing, ~24 ms per token
     }
     yield {name: base for name, (_, base) in started.items()}
     for process, _ in started.values():
@@ -57,6 +58,7 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
           - {{name: flaky, kind: vllm, urls: ["{sims['flaky']}/v1"], read_timeout_s: 2}}
           - {{name: dead-then-small, kind: vllm, urls: ["{dead}", "{sims['small']}/v1"]}}
           - {{name: all-dead, kind: vllm, urls: ["{dead}"]}}
+          - {{name: slow, kind: vllm, urls: ["{sims['slow']}/v1"]}}
         models:
           - {{name: cheap, tier: cheap, targets: [{{backend: small, model: sim-small}}]}}
           - {{name: flagship, tier: flagship, targets: [{{backend: large, model: sim-large}}]}}
@@ -64,6 +66,7 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
           - {{name: flaky-only, targets: [{{backend: flaky, model: sim-flaky}}]}}
           - {{name: replica-failover, targets: [{{backend: dead-then-small, model: sim-small}}]}}
           - {{name: unreachable, targets: [{{backend: all-dead, model: sim-small}}]}}
+          - {{name: slow, targets: [{{backend: slow, model: sim-slow}}]}}
     """)
 
 

@@ -87,3 +87,29 @@ def test_slow_upstream_everywhere_is_a_504_within_the_read_timeout(client: opena
         client.chat.completions.create(model="flaky-only", messages=MESSAGES, max_tokens=3)
     assert caught.value.status_code == 504 and caught.value.body["code"] == "upstream_timeout"
     assert time.monotonic() - started < 2 * 2 + 1  # two attempts at most, each bounded
+
+
+def _sim_metric(base: str, name: str) -> float:
+    line = next(l for l in httpx.get(base + "/metrics").text.splitlines() if l.startswith(name + "{"))
+    return float(line.split()[-1])
+
+
+def test_client_disconnect_mid_stream_cancels_the_upstream(gateway: str, tenant_key: str, sims: dict[str, str]) -> None:
+    from enginesim.textgen import flatten_chat, plan_answer
+
+    messages = [{"role": "user", "content": "tell me a long story"}]
+    seed = next(s for s in range(1000) if len(plan_answer(flatten_chat(messages), s, None, []).tokens) >= 80)
+    generated_before = _sim_metric(sims["slow"], "vllm:generation_tokens_total")
+    body = {"model": "slow", "messages": messages, "seed": seed, "stream": True}
+    with httpx.stream("POST", gateway + "/v1/chat/completions", json=body,
+                      headers={"authorization": f"Bearer {tenant_key}"}, timeout=10) as response:
+        received = 0
+        for line in response.iter_lines():
+            received += line.startswith("data:")
+            if received >= 3:
+                break
+    deadline = time.monotonic() + 1.0  # the whole answer would take about 2 s more
+    while time.monotonic() < deadline and _sim_metric(sims["slow"], "vllm:num_requests_running") > 0:
+        time.sleep(0.05)
+    assert _sim_metric(sims["slow"], "vllm:num_requests_running") == 0
+    assert _sim_metric(sims["slow"], "vllm:generation_tokens_total") - generated_before < 60
