@@ -36,6 +36,7 @@ class Faults:
     extra_latency_ms: float = 0.0         # added before the first byte
     drop_stream_after_tokens: int = 0     # cut streams (and bodies) after this many tokens; 0 = never
     refuse_connections_s: float = 0.0     # stop listening for this long (set at run time)
+    omit_usage: bool = False              # behave like engines that report no usage (llama-cpp-python streams)
 
     def update(self, changes: dict[str, Any]) -> None:
         known = {f.name: f.type for f in fields(self)}
@@ -182,7 +183,10 @@ class Simulator:
             if self.faults.drop_stream_after_tokens and len(tokens) >= self.faults.drop_stream_after_tokens:
                 raise ConnectionResetError("injected fault: connection dropped")
         use = usage(len(sequence.prompt), len(tokens), sequence.cached_tokens)
-        return web.json_response(shaper.whole(tokens, sequence.plan.finish_reason, use, tool_calls))
+        answer = shaper.whole(tokens, sequence.plan.finish_reason, use, tool_calls)
+        if self.faults.omit_usage:
+            del answer["usage"]
+        return web.json_response(answer)
 
     async def _stream(self, request: web.Request, sequence: Sequence, shaper: Shaper,
                       include_usage: bool, tool_calls: list | None) -> web.StreamResponse:
@@ -207,7 +211,7 @@ class Simulator:
             await send(shaper.chunk(_delta(token, tool_calls) if shaper.chat else token.text,
                                     token=token, with_usage_field=include_usage))
         await send(shaper.chunk({} if shaper.chat else "", finish=sequence.plan.finish_reason, with_usage_field=include_usage))
-        if include_usage:
+        if include_usage and not self.faults.omit_usage:
             await send(shaper.usage_chunk(usage(len(sequence.prompt), count, sequence.cached_tokens)))
         await send("[DONE]")
         await response.write_eof()

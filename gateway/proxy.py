@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 from starlette.responses import Response, StreamingResponse
 
-from . import metrics, sse
+from . import metrics, sse, tokens
 from .errors import APIError
 from .upstream import Attempt, Route, UpstreamPool
 
@@ -69,9 +69,19 @@ async def complete(pool: UpstreamPool, call: Call, deadline_s: float) -> Respons
     if not isinstance(answer, dict):
         raise APIError(502, "upstream answered with invalid JSON", code="upstream_invalid_response")
     answer["model"] = call.route.model
-    call.usage = answer.get("usage")
+    if not answer.get("usage"):  # some engines omit it; the gateway still has to bill the call
+        answer["usage"] = tokens.estimated_usage(call.body, _answer_tokens(answer))
+    call.usage = answer["usage"]
     metrics.record_usage(call.tenant, call.route.model, call.usage)
     return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
+
+
+def _answer_tokens(answer: dict) -> int:
+    texts = []
+    for choice in answer.get("choices") or []:
+        message = choice.get("message") or {}
+        texts.append(choice.get("text") or tokens.content_text(message.get("content")))
+    return sum(tokens.count(text) for text in texts)
 
 
 def upstream_rejection(attempt: Attempt, raw: bytes) -> APIError:
@@ -135,15 +145,20 @@ async def stream(pool: UpstreamPool, call: Call, include_usage: bool, deadline_s
 
 async def _relay(attempt: Attempt, call: Call, include_usage: bool, deadline: float) -> AsyncIterator[bytes]:
     first, events = attempt.primed
-    finished = False
+    finished, deltas = False, 0
     try:
         for_each = _chain(first, events)
         async for event in for_each:
             if event.data == sse.DONE:
                 finished = True
+                if call.usage is None:  # the engine ignored include_usage: estimate it
+                    call.usage = tokens.estimated_usage(call.body, deltas)
+                    if include_usage:
+                        yield _usage_chunk(call)
                 yield sse.DONE_EVENT
                 break
-            out = _rewrite_chunk(event.data, call, include_usage)
+            out, carried_token = _rewrite_chunk(event.data, call, include_usage)
+            deltas += carried_token
             if out is not None:
                 yield out
             if time.perf_counter() > deadline:
@@ -161,30 +176,44 @@ async def _relay(attempt: Attempt, call: Call, include_usage: bool, deadline: fl
             metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
 
 
+def _usage_chunk(call: Call) -> bytes:
+    chunk = {"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk", "model": call.route.model,
+             "choices": [], "usage": call.usage}
+    return sse.encode(orjson.dumps(chunk))
+
+
 async def _chain(first: sse.Event, rest: AsyncIterator[sse.Event]) -> AsyncIterator[sse.Event]:
     yield first
     async for event in rest:
         yield event
 
 
-def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> bytes | None:
+def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> tuple[bytes | None, bool]:
+    """The chunk for the client (None to drop it), and whether it carried a generated token."""
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return sse.encode(data)
-    if not isinstance(chunk, dict):
-        return sse.encode(data)
-    if "error" in chunk:
-        return sse.encode(data)
+        return sse.encode(data), False
+    if not isinstance(chunk, dict) or "error" in chunk:
+        return sse.encode(data), False
     chunk["model"] = call.route.model
     usage = chunk.get("usage")
     if usage:
         call.usage = usage
     if not include_usage:
         if usage and not chunk.get("choices"):
-            return None
+            return None, False
         chunk.pop("usage", None)
-    return sse.encode(orjson.dumps(chunk))
+    return sse.encode(orjson.dumps(chunk)), _has_token(chunk)
+
+
+def _has_token(chunk: dict) -> bool:
+    """Engines stream one token per chunk; a chunk with generated text or tool arguments has one."""
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if choice.get("text") or delta.get("content") or delta.get("tool_calls") or delta.get("reasoning_content"):
+            return True
+    return False
 
 
 def _error_event(message: str, code: str) -> bytes:

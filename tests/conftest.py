@@ -107,7 +107,8 @@ def flaky(sims: dict[str, str]) -> Iterator[httpx.Client]:
     """Fault switches of the 'flaky' simulator, reset after each test."""
     with httpx.Client(base_url=sims["flaky"], timeout=5) as control:
         yield control
-        control.post("/sim/faults", json={"error_rate": 0, "extra_latency_ms": 0, "drop_stream_after_tokens": 0})
+        control.post("/sim/faults", json={"error_rate": 0, "extra_latency_ms": 0, "drop_stream_after_tokens": 0,
+                                            "omit_usage": False})
 
 
 def last_request(sims: dict[str, str], name: str) -> dict:

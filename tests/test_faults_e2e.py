@@ -113,3 +113,13 @@ def test_client_disconnect_mid_stream_cancels_the_upstream(gateway: str, tenant_
         time.sleep(0.05)
     assert _sim_metric(sims["slow"], "vllm:num_requests_running") == 0
     assert _sim_metric(sims["slow"], "vllm:generation_tokens_total") - generated_before < 60
+
+
+def test_usage_is_estimated_when_the_engine_reports_none(client: openai.OpenAI, flaky: httpx.Client) -> None:
+    flaky.post("/sim/faults", json={"omit_usage": True})
+    whole = client.chat.completions.create(model="flaky-only", messages=MESSAGES, max_tokens=6)
+    assert whole.usage.completion_tokens >= 6 and whole.usage.prompt_tokens > 0
+    assert whole.usage.model_extra.get("estimated") is True
+    chunks = list(client.chat.completions.create(model="flaky-only", messages=MESSAGES, max_tokens=6, stream=True,
+                                                 stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 6
