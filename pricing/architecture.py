@@ -97,6 +97,19 @@ def kv_bytes_per_token(m: ModelArch, kv_precision: str) -> float:
     return m.layers * kv_values_per_token_per_layer(m) * BYTES_PER_VALUE[kv_precision]
 
 
+def activation_bytes_per_token(m: ModelArch) -> float:
+    """HBM traffic of one token's activations in a decode step: every matmul output is written
+    and read back once (q/k/v, attention output, o-projection, norms and residual, the MLP's
+    gate/up, activation and down outputs), in 16-bit. Negligible at batch 1, as large as the
+    weights of a 7B model at batch ~1000.
+    """
+    _, active_mlp = layer_mlp_params(m, m.layers - 1)
+    mlp_width = active_mlp / m.hidden / (3 if m.mlp == "gated" else 2)
+    kv_width = 2 * m.kv_heads * m.head_dim if m.attention != "mla" else m.kv_lora_rank + m.qk_rope_head_dim
+    per_layer = 6 * m.hidden + kv_width + 3 * mlp_width
+    return m.layers * per_layer * 2 * 2.0  # written and read, 2 bytes each
+
+
 def _attention_width(m: ModelArch) -> int:
     """Per-token width of the score and value products (heads x head dim)."""
     if m.attention == "mla":
