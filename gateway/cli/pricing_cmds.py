@@ -1,0 +1,129 @@
+"""``tollgate pricing …``: estimate a self-hosted deployment, list catalogs, draw charts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from pricing import architecture as arch
+from pricing import catalog
+from pricing.estimate import DoesNotFit, estimate
+from pricing.roofline import Deployment
+
+pricing_app = typer.Typer(no_args_is_help=True, help="Roofline pricing of self-hosted models.")
+
+PRECISIONS = ", ".join(arch.BYTES_PER_VALUE)
+
+
+def _deployment(model: str, gpu: str, gpus: int, precision: str, kv_precision: Optional[str], engine: str) -> Deployment:
+    try:
+        if precision not in arch.BYTES_PER_VALUE or (kv_precision and kv_precision not in arch.BYTES_PER_VALUE):
+            raise catalog.CatalogError(f"precision must be one of {PRECISIONS}")
+        kv = kv_precision or ("bf16" if precision in ("int4", "fp4") else precision)
+        return Deployment(catalog.model(model), catalog.gpu(gpu), gpus, precision, kv, engine=engine)
+    except catalog.CatalogError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+@pricing_app.command("estimate")
+def estimate_cmd(
+    model: str = typer.Option(..., help="Catalog id (tollgate pricing models) or a config.json path."),
+    gpu: str = typer.Option(..., help="Catalog id (tollgate pricing gpus)."),
+    gpus: int = typer.Option(1, min=1, help="GPUs in one deployment (tensor parallelism)."),
+    precision: str = typer.Option("bf16", help=f"Weight precision: {PRECISIONS}."),
+    kv_precision: Optional[str] = typer.Option(None, help="KV-cache precision (default: the weights', 16-bit for int4)."),
+    input_len: int = typer.Option(..., min=1, help="Prompt tokens per request."),
+    output_len: int = typer.Option(..., min=1, help="Generated tokens per request."),
+    concurrency: int = typer.Option(..., min=1, help="Sequences in flight, each replaced when it finishes."),
+    usd_per_gpu_hour: Optional[float] = typer.Option(None, min=0.0, help="GPU price (default: the catalog's)."),
+    utilization: float = typer.Option(1.0, min=0.01, max=1.0, help="Share of paid time the deployment is busy."),
+    engine: str = typer.Option("vllm", help="Engine profile: vllm, sglang, tgi, llamacpp, tensorrt-llm."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Throughput, latency, capacity and USD per 1M tokens of one deployment at steady state."""
+    d = _deployment(model, gpu, gpus, precision, kv_precision, engine)
+    try:
+        result = estimate(d, input_len, output_len, concurrency, usd_per_gpu_hour, utilization)
+    except DoesNotFit as err:
+        if as_json:
+            typer.echo(json.dumps({"error": str(err), "fits": False}))
+        else:
+            typer.echo(f"does not fit: {err}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result.as_dict()))
+        return
+    rows = [
+        ("time to first token", f"{result.ttft_ms:,.1f} ms"),
+        ("time per output token", f"{result.tpot_ms:,.2f} ms"),
+        ("output tokens/s", f"{result.output_tok_s:,.0f}"),
+        ("total tokens/s", f"{result.total_tok_s:,.0f}"),
+        ("sequences running", f"{result.effective_concurrency} (memory holds {result.max_concurrency})"),
+        ("weights", f"{result.weights_gb:,.1f} GB"),
+        ("KV cache per token", f"{result.kv_bytes_per_token:,.0f} bytes"),
+        ("critical batch", str(result.critical_batch) if result.critical_batch else "none (memory-bound)"),
+        ("decode is", f"{result.decode_bound}-bound here"),
+        ("deployment cost", f"${result.usd_per_hour:,.2f}/hour at {utilization:.0%} utilization"),
+        ("USD per 1M input tokens", f"${result.usd_per_1m_input:,.4f}"),
+        ("USD per 1M output tokens", f"${result.usd_per_1m_output:,.4f}"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    typer.echo(f"{d.model.id} on {gpus} x {d.gpu.id}, {precision} weights, {d.kv_precision} KV, {engine}")
+    for label, value in rows:
+        typer.echo(f"  {label.ljust(width)}  {value}")
+
+
+@pricing_app.command("models")
+def models_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List catalog models."""
+    rows = [{"id": m.id, "params_b": round(arch.total_params(m) / 1e9, 2), "active_b": round(arch.active_params(m) / 1e9, 2),
+             "layers": m.layers, "attention": m.attention, "kv_bytes_per_token_bf16": arch.kv_bytes_per_token(m, "bf16")}
+            for m in catalog.shipped_models().values()]
+    _print(rows, as_json)
+
+
+@pricing_app.command("gpus")
+def gpus_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List catalog GPUs (dense peaks; prices are defaults to override)."""
+    rows = [{"id": g.id, "memory_gb": g.memory_gb, "bandwidth_tb_s": g.memory_bandwidth_tb_s,
+             "bf16_tflops": g.dense_tflops.get("bf16"), "fp8_tflops": g.dense_tflops.get("fp8"), "usd_per_hour": g.usd_per_hour}
+            for g in catalog.shipped_gpus().values()]
+    _print(rows, as_json)
+
+
+def _print(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        typer.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+
+
+@pricing_app.command("plot")
+def plot_cmd(
+    model: str = typer.Option(...),
+    gpu: str = typer.Option(...),
+    gpus: int = typer.Option(1, min=1),
+    precision: str = typer.Option("bf16"),
+    kv_precision: Optional[str] = typer.Option(None),
+    input_len: int = typer.Option(1024, min=1),
+    output_len: int = typer.Option(256, min=1),
+    usd_per_gpu_hour: Optional[float] = typer.Option(None, min=0.0),
+    utilization: float = typer.Option(1.0, min=0.01, max=1.0),
+    out: Path = typer.Option(Path("."), help="Folder for roofline.svg and cost.svg."),
+) -> None:
+    """Draw the roofline and cost-versus-concurrency charts as SVG files."""
+    from pricing.plot import cost_svg, roofline_svg
+
+    d = _deployment(model, gpu, gpus, precision, kv_precision, "vllm")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "roofline.svg").write_text(roofline_svg(d, input_len + output_len // 2))
+    (out / "cost.svg").write_text(cost_svg(d, input_len, output_len, usd_per_gpu_hour, utilization))
+    typer.echo(f"wrote {out / 'roofline.svg'} and {out / 'cost.svg'}")
