@@ -7,6 +7,8 @@ tied or not) is a matmul on every generated token.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .catalog import ModelArch
 
 BYTES_PER_VALUE = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
@@ -53,11 +55,13 @@ def embedding_params(m: ModelArch) -> int:
     return m.vocab * m.hidden * (1 if m.tied_embeddings else 2)
 
 
+@lru_cache(maxsize=256)
 def total_params(m: ModelArch) -> int:
     mlp = sum(layer_mlp_params(m, i)[0] for i in range(m.layers))
     return m.layers * attention_params(m) + mlp + embedding_params(m)
 
 
+@lru_cache(maxsize=256)
 def active_params(m: ModelArch) -> int:
     """Weights one token's forward pass multiplies with (MoE: only the routed experts)."""
     mlp = sum(layer_mlp_params(m, i)[1] for i in range(m.layers))
@@ -97,6 +101,7 @@ def kv_bytes_per_token(m: ModelArch, kv_precision: str) -> float:
     return m.layers * kv_values_per_token_per_layer(m) * BYTES_PER_VALUE[kv_precision]
 
 
+@lru_cache(maxsize=256)
 def activation_bytes_per_token(m: ModelArch) -> float:
     """HBM traffic of one token's activations in a decode step: every matmul output is written
     and read back once (q/k/v, attention output, o-projection, norms and residual, the MLP's

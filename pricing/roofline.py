@@ -64,7 +64,12 @@ def engine_profiles() -> dict[str, EngineProfile]:
 
 
 def default_efficiency(gpu: GPU, engine: str = "vllm") -> Efficiency:
-    efficiency = calibrated_efficiencies().get(gpu.arch, Efficiency())
+    return _default_efficiency(gpu.arch, engine)
+
+
+@lru_cache(maxsize=64)
+def _default_efficiency(gpu_arch: str, engine: str) -> Efficiency:
+    efficiency = calibrated_efficiencies().get(gpu_arch, Efficiency())
     profile = engine_profiles().get(engine, EngineProfile())
     return replace(efficiency, step_overhead_s=profile.step_overhead_s)
 
@@ -86,8 +91,23 @@ class Deployment:
     @property
     def kv_read_factor(self) -> float:
         """KV bytes a decode step reads per cached byte (see EngineProfile.gqa_kv_reads)."""
-        profile = engine_profiles().get(self.engine, EngineProfile())
-        return self.model.heads / self.model.kv_heads if profile.gqa_kv_reads == "per_query_head" else 1.0
+        return _kv_read_factor(self.engine, self.model.heads, self.model.kv_heads)
+
+    @property
+    def compute_precision(self) -> str:
+        """Tensor-core precision of the matmuls: int4 is weight-only (16-bit math), fp8 needs fp8 units."""
+        if self.weight_precision in ("fp8", "int8", "fp4") and self.gpu.dense_tflops.get(self.weight_precision):
+            return self.weight_precision
+        return "bf16"
+
+    def with_efficiency(self, **changes: float) -> Deployment:
+        return replace(self, efficiency=replace(self.eff, **changes))
+
+
+@lru_cache(maxsize=64)
+def _kv_read_factor(engine: str, heads: int, kv_heads: int) -> float:
+    profile = engine_profiles().get(engine, EngineProfile())
+    return heads / kv_heads if profile.gqa_kv_reads == "per_query_head" else 1.0
 
     @property
     def compute_precision(self) -> str:
