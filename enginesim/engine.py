@@ -2,8 +2,9 @@
 
 Like vLLM's scheduler it admits waiting sequences while the batch has room (sequence slots and
 KV-cache tokens), prefills them, then advances every running sequence by one token per step.
-A step's duration comes from a timing model, so time to first token grows with prompt length
-and queueing, and inter-token time grows with the running batch. ``time_scale`` shrinks all
+A step's duration comes from a timing model (the pricing package's roofline model for the
+presets), so time to first token grows with prompt length and queueing, and inter-token time
+grows with the running batch. ``time_scale`` shrinks all
 sleeps for tests (0 means no sleeping at all, just yielding to the event loop).
 """
 
@@ -26,7 +27,7 @@ class TimingModel(Protocol):
 
 @dataclass(frozen=True)
 class LinearTiming:
-    """A simple stand-in for the roofline model: fixed prefill rate, step = base + per-sequence cost.
+    """Explicit linear timing for unit tests; presets use the roofline model (enginesim.presets).
 
     The base term is the weight read every decode step pays once for the whole batch; the
     per-sequence and per-context terms are each sequence's share of compute and KV reads.

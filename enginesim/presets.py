@@ -1,15 +1,54 @@
-"""Named timing presets for the simulator: a cheap small model and a flagship large one.
+"""The simulator's timing comes from the pricing model: a preset is a real deployment.
 
-Until the pricing model times the simulator, these are plain, documented stand-ins: a small
-model prefills fast and decodes in ~6 ms per step, a large one ~4x slower on both counts.
+``small`` is the cheap tier (Llama-3.1-8B in fp8 on one L40S), ``large`` the flagship
+(Llama-3.1-70B in bf16 on four H100 SXM). Their prefill and decode-step times, and their
+KV-cache capacity, are the roofline model's, so the simulator slows down with batch and prompt
+length exactly as the prices assume.
 """
 
 from __future__ import annotations
 
-from .engine import LinearTiming
+from dataclasses import dataclass
 
-PRESETS: dict[str, tuple[LinearTiming, float]] = {
-    # name: (timing, confidence of its answers, used for logprobs)
-    "small": (LinearTiming(prefill_tokens_per_s=40_000, step_base_s=0.006, step_per_seq_s=0.0001), 0.75),
-    "large": (LinearTiming(prefill_tokens_per_s=10_000, step_base_s=0.024, step_per_seq_s=0.0004), 0.95),
+from pricing import catalog, roofline
+from pricing.roofline import Deployment
+
+
+@dataclass(frozen=True)
+class RooflineTiming:
+    deployment: Deployment
+
+    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float:
+        return roofline.prefill_seconds(self.deployment, new_tokens, cached_tokens)
+
+    def decode_step_seconds(self, batch: int, mean_context: float) -> float:
+        return roofline.decode_step_seconds(self.deployment, batch, mean_context)
+
+
+@dataclass(frozen=True)
+class Preset:
+    model: str
+    gpu: str
+    gpus: int
+    precision: str
+    confidence: float  # how sure the simulated model sounds (logprobs)
+
+    def deployment(self) -> Deployment:
+        kv = "bf16" if self.precision == "int4" else self.precision
+        return Deployment(catalog.model(self.model), catalog.gpu(self.gpu), self.gpus, self.precision, kv)
+
+    def as_config(self) -> dict[str, object]:
+        """The gateway's ``deployment`` block for a backend served by this preset."""
+        return {"model": self.model, "gpu": self.gpu, "gpus": self.gpus, "precision": self.precision}
+
+
+PRESETS: dict[str, Preset] = {
+    "small": Preset("llama-3.1-8b", "l40s", 1, "fp8", confidence=0.75),
+    "large": Preset("llama-3.1-70b", "h100-sxm", 4, "bf16", confidence=0.95),
 }
+
+
+def timing_for(preset: Preset) -> tuple[RooflineTiming, int]:
+    """Timing and KV capacity (tokens) of a preset's deployment."""
+    deployment = preset.deployment()
+    return RooflineTiming(deployment), int(roofline.kv_capacity_tokens(deployment))

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .engine import Engine, LinearTiming, Sequence
+from .engine import Engine, LinearTiming, Sequence, TimingModel
 from .responses import Shaper, error, usage
 from .textgen import (
     Plan,
@@ -55,7 +55,7 @@ class SimSettings:
     kv_capacity_tokens: int = 200_000
     time_scale: float = 1.0
     confidence: float = 0.9
-    timing: LinearTiming = LinearTiming()
+    timing: TimingModel = LinearTiming()
 
 
 class Simulator:

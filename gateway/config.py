@@ -30,6 +30,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class PriceConfig(_Strict):
+    """USD per 1M tokens, as price pages show them."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    as_of: str | None = None
+
+
+class DeploymentConfig(_Strict):
+    """What a self-hosted backend runs on, for the roofline price of its calls."""
+
+    model: str  # catalog id, pricing.models entry, or a config.json path
+    gpu: str
+    gpus: int = Field(1, ge=1)
+    precision: str = "bf16"
+    kv_precision: str | None = None
+    usd_per_gpu_hour: float | None = Field(None, ge=0)
+    utilization: float = Field(0.6, gt=0, le=1)
+    # Operating point used until (or unless) the engine's /metrics answers.
+    running: float = Field(16, ge=1)
+    mean_context: float = Field(1024, ge=1)
+    metrics_path: str = "/metrics"  # on the server root, beside the /v1 base URL
+
+
 class BackendConfig(_Strict):
     """One upstream: a self-hosted engine (one or more replicas) or an API provider."""
 
@@ -47,6 +73,8 @@ class BackendConfig(_Strict):
     health_path: str = "/models"
     # How long a replica is skipped after a connection failure before it is tried again.
     down_cooldown_s: float = Field(5.0, ge=0)
+    deployment: DeploymentConfig | None = None  # self-hosted: priced by the roofline model
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)  # API: per upstream model name
 
     @field_validator("urls")
     @classmethod
@@ -98,6 +126,15 @@ class AuthConfig(_Strict):
     cache_ttl_s: float = Field(0.5, ge=0, le=1.0)
 
 
+class PricingConfig(_Strict):
+    litellm_price_files: list[str] = Field(default_factory=list)  # model_prices_and_context_window.json format
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)  # by upstream model name, any backend
+    gpus: list[dict] = Field(default_factory=list)  # extra catalog GPUs (fields as pricing/data/gpus.json)
+    models: list[dict] = Field(default_factory=list)  # extra architectures (fields as pricing/data/models.json)
+    flagship: str | None = None  # public model for the "flagship only" counterfactual; default: tier flagship
+    metrics_poll_s: float = Field(2.0, gt=0)
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis_url: str | None = None
@@ -105,6 +142,7 @@ class Settings(_Strict):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     backends: list[BackendConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
@@ -117,6 +155,8 @@ class Settings(_Strict):
                     raise ValueError(
                         f"model {model.name!r} names unknown backend {target.backend!r}"
                     )
+        if self.pricing.flagship and self.pricing.flagship not in {m.name for m in self.models}:
+            raise ValueError(f"pricing.flagship names unknown model {self.pricing.flagship!r}")
         return self
 
     def backend(self, name: str) -> BackendConfig:

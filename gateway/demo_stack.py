@@ -1,8 +1,9 @@
 """The self-contained stack ``tollgate serve`` starts without a config file.
 
 Two simulated engines stand in for self-hosted GPUs: a cheap small model and a flagship large
-one, each a real process speaking vLLM's API on a loopback port. The gateway in front of them
-is configured exactly as it would be for real engines.
+one, each a real process speaking vLLM's API on a loopback port and timed by the pricing model
+for its GPUs. The gateway in front of them is configured exactly as it would be for real engines,
+including the deployments that price their calls.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import urllib.request
 from contextlib import contextmanager
 from typing import Iterator
 
-from .config import BackendConfig, ModelConfig, ModelTarget, Settings
+from enginesim.presets import PRESETS
+
+from .config import BackendConfig, DeploymentConfig, ModelConfig, ModelTarget, Settings
 
 DEMO_MODELS = (
     # public name, simulator preset, router tier
@@ -61,7 +64,8 @@ def demo_engines(settings: Settings) -> Iterator[Settings]:
             processes.append(start_simulator(model, preset, port))
             url = f"http://127.0.0.1:{port}/v1"
             wait_until_up(url + "/models")
-            backends.append(BackendConfig(name=f"sim-{preset}", kind="vllm", urls=[url]))
+            deployment = DeploymentConfig(**PRESETS[preset].as_config())
+            backends.append(BackendConfig(name=f"sim-{preset}", kind="vllm", urls=[url], deployment=deployment))
             models.append(ModelConfig(name=model, tier=tier, targets=[ModelTarget(backend=f"sim-{preset}")]))
         yield settings.model_copy(update={"backends": backends, "models": models})
     finally:

@@ -28,6 +28,9 @@ TOKENS = Counter(
     "tollgate_tokens_total", "Tokens billed, by tenant, model and kind (prompt, cached, completion).",
     ["tenant", "model", "kind"],
 )
+COST_USD = Counter(
+    "tollgate_cost_usd_total", "Priced cost of calls in USD, by tenant and model.", ["tenant", "model"],
+)
 UPSTREAM_ERRORS = Counter(
     "tollgate_upstream_failures_total", "Upstream attempts that failed and were retried or fell back.",
     ["backend"],

@@ -17,6 +17,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from . import metrics, sse, tokens
+from .billing import Billing, Price
 from .errors import APIError
 from .upstream import Attempt, Route, UpstreamPool
 
@@ -33,18 +34,28 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     usage: dict | None = None
     upstream_seconds: float = 0.0
+    price: Price | None = None
+
+
+def settle(billing: Billing, call: Call, attempt: Attempt) -> Price:
+    """Price the call from its usage at the replica's operating point, and count it."""
+    call.price = billing.price(attempt.target.backend.name, attempt.target.upstream_model, call.usage, attempt.replica.load)
+    metrics.record_usage(call.tenant, call.route.model, call.usage)
+    metrics.COST_USD.labels(call.tenant, call.route.model).inc(call.price.cost_usd)
+    return call.price
 
 
 def _answer_headers(call: Call, attempt: Attempt) -> dict[str, str]:
-    return {
-        "x-tollgate-model": call.route.model,
-        "x-tollgate-backend": attempt.target.backend.name,
-        # Priced by the pricing stage once it lands; until then calls are recorded at $0.
-        "x-tollgate-cost-usd": "0",
-    }
+    headers = {"x-tollgate-model": call.route.model, "x-tollgate-backend": attempt.target.backend.name}
+    if call.price is not None:
+        headers["x-tollgate-cost-usd"] = f"{call.price.cost_usd:.8f}"
+        headers["x-tollgate-cost-source"] = call.price.source
+        if call.price.flagship_cost_usd is not None:
+            headers["x-tollgate-flagship-cost-usd"] = f"{call.price.flagship_cost_usd:.8f}"
+    return headers
 
 
-async def complete(pool: UpstreamPool, call: Call, deadline_s: float) -> Response:
+async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s: float) -> Response:
     """A non-streamed call: one JSON answer, priced and labelled in headers."""
     try:
         async with asyncio.timeout(deadline_s):
@@ -72,7 +83,7 @@ async def complete(pool: UpstreamPool, call: Call, deadline_s: float) -> Respons
     if not answer.get("usage"):  # some engines omit it; the gateway still has to bill the call
         answer["usage"] = tokens.estimated_usage(call.body, _answer_tokens(answer))
     call.usage = answer["usage"]
-    metrics.record_usage(call.tenant, call.route.model, call.usage)
+    settle(billing, call, attempt)
     return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
 
 
@@ -116,7 +127,7 @@ async def _prime(response: aiohttp.ClientResponse) -> tuple[sse.Event, AsyncIter
     return first, events
 
 
-async def stream(pool: UpstreamPool, call: Call, include_usage: bool, deadline_s: float) -> Response:
+async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage: bool, deadline_s: float) -> Response:
     """A streamed call: retries happen before the first event; after that, errors end the stream cleanly."""
     body = {**call.body, "stream_options": {**(call.body.get("stream_options") or {}), "include_usage": True}}
     upstream_started = time.perf_counter()
@@ -133,17 +144,16 @@ async def stream(pool: UpstreamPool, call: Call, include_usage: bool, deadline_s
         raise upstream_rejection(attempt, raw)
     call.upstream_seconds = time.perf_counter() - upstream_started
     metrics.UPSTREAM_TTFB_SECONDS.labels(attempt.target.backend.name).observe(call.upstream_seconds)
-    headers = _answer_headers(call, attempt)
-    del headers["x-tollgate-cost-usd"]  # not known until the stream ends
+    headers = _answer_headers(call, attempt)  # the cost is not known until the stream ends
     deadline = call.started + deadline_s
     return StreamingResponse(
-        _relay(attempt, call, include_usage, deadline),
+        _relay(attempt, billing, call, include_usage, deadline),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
 
 
-async def _relay(attempt: Attempt, call: Call, include_usage: bool, deadline: float) -> AsyncIterator[bytes]:
+async def _relay(attempt: Attempt, billing: Billing, call: Call, include_usage: bool, deadline: float) -> AsyncIterator[bytes]:
     first, events = attempt.primed
     finished, deltas = False, 0
     try:
@@ -171,7 +181,9 @@ async def _relay(attempt: Attempt, call: Call, include_usage: bool, deadline: fl
     finally:
         # Closing also cancels the upstream request when the client went away mid-stream.
         attempt.response.close()
-        metrics.record_usage(call.tenant, call.route.model, call.usage)
+        if call.usage is None and deltas:  # cut short: bill what was generated
+            call.usage = tokens.estimated_usage(call.body, deltas)
+        settle(billing, call, attempt)
         if not finished:
             metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
 

@@ -75,8 +75,8 @@ async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[Co
     deadline_s = gateway.settings.server.request_timeout_s
     if parsed.stream:
         include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-        return await proxy.stream(gateway.pool, call, include_usage, deadline_s)
-    response = await proxy.complete(gateway.pool, call, deadline_s)
+        return await proxy.stream(gateway.pool, gateway.billing, call, include_usage, deadline_s)
+    response = await proxy.complete(gateway.pool, gateway.billing, call, deadline_s)
     state["upstream_seconds"] = call.upstream_seconds
     return response
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import uvicorn
 
 from .app import SETTINGS_ENV
+from .billing import Billing
 from .bootstrap import bootstrap, ensure_key_secret
 from .config import Settings, load_settings
 from .demo_stack import demo_engines
@@ -29,6 +30,7 @@ def run(config: Path | None, host: str | None, port: int | None, workers: int | 
             settings.redis_url = stack.enter_context(embedded_valkey(data_dir))
         if config is None:
             settings = stack.enter_context(demo_engines(settings))
+        Billing(settings)  # fail now, with a clear message, on unknown GPUs, models or price files
         ensure_key_secret(settings)
         _announce(settings, bootstrap(settings), embedded=config is None)
         _prepare_worker_env(settings, data_dir)

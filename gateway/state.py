@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .auth import Authenticator
-from .config import Settings
+from .billing import Billing
+from .config import ENGINE_KINDS, Settings
+from .engine_metrics import poll_engines
 from .tenants import TenantStore
 from .upstream import UpstreamPool
 
@@ -34,6 +37,8 @@ class GatewayState:
     store: TenantStore
     auth: Authenticator
     pool: UpstreamPool
+    billing: Billing
+    _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> GatewayState:
@@ -44,11 +49,18 @@ class GatewayState:
         redis = redis_client(settings.redis_url)
         store = TenantStore(redis, settings.auth.key_hash_secret.encode())
         auth = Authenticator(store, settings.auth.cache_ttl_s, settings.auth.admin_key)
-        return cls(settings, redis, store, auth, UpstreamPool(settings))
+        return cls(settings, redis, store, auth, UpstreamPool(settings), Billing(settings))
 
     async def start(self) -> None:
         self.pool.start()
+        engines = [b for b in self.pool.backends.values() if b.config.kind in ENGINE_KINDS]
+        if engines:
+            poller = poll_engines(engines, self.settings.pricing.metrics_poll_s)
+            self._tasks.append(asyncio.get_running_loop().create_task(poller))
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.close()
         await self.redis.aclose()

@@ -28,6 +28,7 @@ RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 class Replica:
     url: str
     down_until: float = 0.0
+    load: object | None = None  # engine_metrics.EngineLoad from the engine's /metrics, if it has one
 
     def is_up(self, now: float) -> bool:
         return self.down_until <= now

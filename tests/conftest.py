@@ -35,7 +35,7 @@ def sims() -> Iterator[dict[str, str]]:
         "small": start_sim("sim-small", "small"),
         "large": start_sim("sim-large", "large"),
         "flaky": start_sim("sim-flaky", "small"),
-        "slow": start_sim("sim-slow", "large", 1.0),  # real-time pacing, ~24 ms per token
+        "slow": start_sim("sim-slow", "large", 2.0),  # twice real time: ~28 ms per token
     }
     yield {name: base for name, (_, base) in started.items()}
     for process, _ in started.values():
@@ -53,8 +53,12 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
           admin_key: ${{TEST_ADMIN_KEY}}
           key_hash_secret: ${{TEST_KEY_SECRET:-test-secret-for-hashing}}
         backends:
-          - {{name: small, kind: vllm, urls: ["{sims['small']}/v1"]}}
-          - {{name: large, kind: vllm, urls: ["{sims['large']}/v1"]}}
+          - {{name: small, kind: vllm, urls: ["{sims['small']}/v1"],
+             deployment: {{model: llama-3.1-8b, gpu: l40s, precision: fp8, usd_per_gpu_hour: 1.2}}}}
+          - {{name: large, kind: vllm, urls: ["{sims['large']}/v1"],
+             deployment: {{model: llama-3.1-70b, gpu: h100-sxm, gpus: 4, usd_per_gpu_hour: 2.5}}}}
+          - {{name: api, kind: openai, urls: ["{sims['small']}/v1"],
+             prices: {{sim-small: {{input: 1.0, output: 3.0, cached_input: 0.5, as_of: "2026-11-01"}}}}}}
           - {{name: flaky, kind: vllm, urls: ["{sims['flaky']}/v1"], read_timeout_s: 2}}
           - {{name: dead-then-small, kind: vllm, urls: ["{dead}", "{sims['small']}/v1"]}}
           - {{name: all-dead, kind: vllm, urls: ["{dead}"]}}
@@ -67,6 +71,7 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
           - {{name: replica-failover, targets: [{{backend: dead-then-small, model: sim-small}}]}}
           - {{name: unreachable, targets: [{{backend: all-dead, model: sim-small}}]}}
           - {{name: slow, targets: [{{backend: slow, model: sim-slow}}]}}
+          - {{name: api-priced, targets: [{{backend: api, model: sim-small}}]}}
     """)
 
 

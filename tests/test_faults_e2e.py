@@ -108,7 +108,7 @@ def test_client_disconnect_mid_stream_cancels_the_upstream(gateway: str, tenant_
             received += line.startswith("data:")
             if received >= 3:
                 break
-    deadline = time.monotonic() + 1.0  # the whole answer would take about 2 s more
+    deadline = time.monotonic() + 1.0  # the whole answer would take about 2 s more (80+ tokens)
     while time.monotonic() < deadline and _sim_metric(sims["slow"], "vllm:num_requests_running") > 0:
         time.sleep(0.05)
     assert _sim_metric(sims["slow"], "vllm:num_requests_running") == 0

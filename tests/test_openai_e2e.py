@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import openai
+import pytest
 
 from tests.conftest import last_request
 
@@ -124,3 +125,16 @@ def test_forced_tool_call_comes_back(client: openai.OpenAI) -> None:
     call = answer.choices[0].message.tool_calls[0]
     assert answer.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather" and '"city"' in call.function.arguments
+
+
+def test_every_answer_carries_its_price_and_the_flagship_counterfactual(client: openai.OpenAI) -> None:
+    cheap = client.chat.completions.with_raw_response.create(model="cheap", messages=MESSAGES, max_tokens=20)
+    assert cheap.headers["x-tollgate-cost-source"] == "roofline"
+    cost, flagship = float(cheap.headers["x-tollgate-cost-usd"]), float(cheap.headers["x-tollgate-flagship-cost-usd"])
+    assert 0 < cost < flagship
+    api = client.chat.completions.with_raw_response.create(model="api-priced", messages=MESSAGES, max_tokens=10)
+    usage = api.parse().usage
+    cached = usage.prompt_tokens_details.cached_tokens
+    expected = ((usage.prompt_tokens - cached) * 1.0 + cached * 0.5 + usage.completion_tokens * 3.0) / 1e6
+    assert api.headers["x-tollgate-cost-source"] == "api"
+    assert float(api.headers["x-tollgate-cost-usd"]) == pytest.approx(expected, abs=1e-8)
