@@ -57,6 +57,10 @@ class Billing:
             raise ConfigError(f"backend {backend.name}: {err}") from None
         kv = spec.kv_precision or ("bf16" if spec.precision in ("int4", "fp4") else spec.precision)
         deployment = Deployment(model, gpu, spec.gpus, spec.precision, kv, engine=ENGINE_PROFILE.get(backend.kind, "vllm"))
+        try:
+            deployment = deployment.with_efficiency(**spec.efficiency) if spec.efficiency else deployment
+        except TypeError as err:
+            raise ConfigError(f"backend {backend.name}: deployment.efficiency: {err}") from None
         price = gpu.usd_per_hour if spec.usd_per_gpu_hour is None else spec.usd_per_gpu_hour
         return SelfHostedPricing(deployment, price, spec.utilization)
 

@@ -54,6 +54,8 @@ class DeploymentConfig(_Strict):
     running: float = Field(16, ge=1)
     mean_context: float = Field(1024, ge=1)
     metrics_path: str = "/metrics"  # on the server root, beside the /v1 base URL
+    # Overrides of the calibrated factors (bandwidth, compute, prefill, step_overhead_s, ...).
+    efficiency: dict[str, float] = Field(default_factory=dict)
 
 
 class BackendConfig(_Strict):

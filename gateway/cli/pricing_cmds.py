@@ -18,15 +18,26 @@ pricing_app = typer.Typer(no_args_is_help=True, help="Roofline pricing of self-h
 PRECISIONS = ", ".join(arch.BYTES_PER_VALUE)
 
 
-def _deployment(model: str, gpu: str, gpus: int, precision: str, kv_precision: Optional[str], engine: str) -> Deployment:
+def _deployment(model: str, gpu: str, gpus: int, precision: str, kv_precision: Optional[str], engine: str,
+                efficiency: Optional[str] = None) -> Deployment:
     try:
         if precision not in arch.BYTES_PER_VALUE or (kv_precision and kv_precision not in arch.BYTES_PER_VALUE):
             raise catalog.CatalogError(f"precision must be one of {PRECISIONS}")
         kv = kv_precision or ("bf16" if precision in ("int4", "fp4") else precision)
-        return Deployment(catalog.model(model), catalog.gpu(gpu), gpus, precision, kv, engine=engine)
-    except catalog.CatalogError as err:
+        deployment = Deployment(catalog.model(model), catalog.gpu(gpu), gpus, precision, kv, engine=engine)
+        return deployment.with_efficiency(**_efficiency_overrides(efficiency)) if efficiency else deployment
+    except (catalog.CatalogError, TypeError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+def _efficiency_overrides(text: str) -> dict[str, float]:
+    """``bandwidth=0.8,compute=0.5`` into a dict of floats."""
+    overrides = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        overrides[name.strip()] = float(value)
+    return overrides
 
 
 @pricing_app.command("estimate")
@@ -42,10 +53,11 @@ def estimate_cmd(
     usd_per_gpu_hour: Optional[float] = typer.Option(None, min=0.0, help="GPU price (default: the catalog's)."),
     utilization: float = typer.Option(1.0, min=0.01, max=1.0, help="Share of paid time the deployment is busy."),
     engine: str = typer.Option("vllm", help="Engine profile: vllm, sglang, tgi, llamacpp, tensorrt-llm."),
+    efficiency: Optional[str] = typer.Option(None, help="Override calibrated factors, e.g. bandwidth=0.8,compute=0.5,step_overhead_s=0.002."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput, latency, capacity and USD per 1M tokens of one deployment at steady state."""
-    d = _deployment(model, gpu, gpus, precision, kv_precision, engine)
+    d = _deployment(model, gpu, gpus, precision, kv_precision, engine, efficiency)
     try:
         result = estimate(d, input_len, output_len, concurrency, usd_per_gpu_hour, utilization)
     except DoesNotFit as err:
