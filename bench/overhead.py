@@ -3,9 +3,9 @@
 Method: nginx answers a static chat completion (the upstream is never the bottleneck); the
 gateway runs with one worker pinned to core 0; wrk runs pinned to core 1 (with nginx and
 Valkey). For each concurrency it measures (a) nginx directly, (b) the gateway passing an
-explicitly named model through, (c) the gateway's full pipeline (today the same request path
-as (b): auth, validation, forwarding, metrics; router, limits, ledger, caches and moderation
-join it as they land). Writes a table to docs/benchmarks.md.
+explicitly named, unpriced model through, (c) the gateway's full pipeline as it stands: a
+self-hosted model priced by the roofline model at its operating point, with the flagship
+counterfactual (router, limits, ledger, caches and moderation join it as they land). Writes a table to docs/benchmarks.md.
 
     python bench/overhead.py [--duration 5] [--compare litellm]
 
@@ -42,6 +42,8 @@ COMPLETION = (
     '"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}'
 )
 BODY = '{"model":"mock","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
+# (c): a self-hosted model priced by the roofline model, with the flagship counterfactual.
+FULL_BODY = BODY.replace('"model":"mock"', '"model":"mock-priced"')
 
 
 def ensure_tools() -> None:
@@ -82,8 +84,13 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
     config.write_text(textwrap.dedent(f"""
         redis_url: {redis_url}
         auth: {{admin_key: {ADMIN_KEY}, key_hash_secret: bench-secret}}
-        backends: [{{name: mock, kind: openai, urls: ["http://127.0.0.1:{upstream_port}/v1"]}}]
-        models: [{{name: mock, targets: [{{backend: mock}}]}}]
+        backends:
+          - {{name: mock, kind: openai, urls: ["http://127.0.0.1:{upstream_port}/v1"]}}
+          - {{name: mock-gpu, kind: vllm, urls: ["http://127.0.0.1:{upstream_port}/v1"],
+             deployment: {{model: llama-3.1-70b, gpu: h100-sxm, gpus: 4}}}}
+        models:
+          - {{name: mock, targets: [{{backend: mock}}]}}
+          - {{name: mock-priced, tier: flagship, targets: [{{backend: mock-gpu, model: mock}}]}}
     """))
     port = free_port()
     process = subprocess.Popen(
@@ -98,11 +105,11 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
     return process, base, key
 
 
-def wrk(url: str, key: str, connections: int, duration: int, workdir: Path) -> dict[str, float]:
+def wrk(url: str, key: str, connections: int, duration: int, workdir: Path, body: str = BODY) -> dict[str, float]:
     script = workdir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = '{BODY}'\n"
+        f"wrk.body = '{body}'\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
@@ -188,17 +195,17 @@ def main() -> None:
         try:
             gateway, base, key = start_gateway(workdir, upstream_port, valkey.connection_url)
             processes.append(gateway)
-            setups = [("(a) nginx direct", f"http://127.0.0.1:{upstream_port}", key),
-                      ("(b) tollgate passthrough", base, key),
-                      ("(c) tollgate full pipeline", base, key)]
+            setups = [("(a) nginx direct", f"http://127.0.0.1:{upstream_port}", key, BODY),
+                      ("(b) tollgate passthrough", base, key, BODY),
+                      ("(c) tollgate full pipeline", base, key, FULL_BODY)]
             if args.compare == "litellm":
                 litellm, litellm_base, litellm_key = start_litellm(workdir, upstream_port)
                 processes.append(litellm)
-                setups.append(("LiteLLM proxy", litellm_base, litellm_key))
-            for name, url, setup_key in setups:
-                wrk(url + "/v1/chat/completions", setup_key, 8, 2, workdir)  # warm-up
+                setups.append(("LiteLLM proxy", litellm_base, litellm_key, BODY))
+            for name, url, setup_key, body in setups:
+                wrk(url + "/v1/chat/completions", setup_key, 8, 2, workdir, body)  # warm-up
                 for connections in levels:
-                    result = wrk(url + "/v1/chat/completions", setup_key, connections, args.duration, workdir)
+                    result = wrk(url + "/v1/chat/completions", setup_key, connections, args.duration, workdir, body)
                     rows.append((name, connections, result))
                     print(f"{name:28s} c={connections:<3d} {result}", flush=True)
                     time.sleep(0.5)
