@@ -94,7 +94,13 @@ class Billing:
         context = load.kv_usage * kv_capacity_tokens(pricing.deployment) / load.running
         return OperatingPoint(load.running, max(context, 1.0))
 
-    def price(self, backend: str, upstream_model: str, usage: dict | None, load: EngineLoad | None) -> Price:
+    @property
+    def flagship_backend(self) -> str | None:
+        return self._flagship_target[0] if self._flagship_target else None
+
+    def price(self, backend: str, upstream_model: str, usage: dict | None, load: EngineLoad | None,
+              flagship_load: EngineLoad | None = None) -> Price:
+        """The call's price at its replica's load, and the flagship's at the flagship's own load."""
         normalized = normalize_usage(usage)
         pricer = self.pricer(backend, upstream_model)
         point = self.operating_point(backend, load)
@@ -104,6 +110,6 @@ class Billing:
             flagship_backend, flagship_model = self._flagship_target
             flagship_pricer = self.pricer(flagship_backend, flagship_model)
             if flagship_pricer is not None:
-                flagship = flagship_pricer.cost(normalized, self.operating_point(flagship_backend, None))
+                flagship = flagship_pricer.cost(normalized, self.operating_point(flagship_backend, flagship_load))
         source = "unpriced" if pricer is None else ("roofline" if isinstance(pricer, SelfHostedPricing) else "api")
         return Price(cost, flagship, source)

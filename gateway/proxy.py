@@ -37,9 +37,12 @@ class Call:
     price: Price | None = None
 
 
-def settle(billing: Billing, call: Call, attempt: Attempt) -> Price:
+def settle(pool: UpstreamPool, billing: Billing, call: Call, attempt: Attempt) -> Price:
     """Price the call from its usage at the replica's operating point, and count it."""
-    call.price = billing.price(attempt.target.backend.name, attempt.target.upstream_model, call.usage, attempt.replica.load)
+    flagship = pool.backends.get(billing.flagship_backend or "")
+    flagship_load = next((r.load for r in flagship.replicas if r.load is not None), None) if flagship else None
+    call.price = billing.price(attempt.target.backend.name, attempt.target.upstream_model, call.usage,
+                               attempt.replica.load, flagship_load)
     metrics.record_usage(call.tenant, call.route.model, call.usage)
     metrics.COST_USD.labels(call.tenant, call.route.model).inc(call.price.cost_usd)
     return call.price
@@ -83,7 +86,7 @@ async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s:
     if not answer.get("usage"):  # some engines omit it; the gateway still has to bill the call
         answer["usage"] = tokens.estimated_usage(call.body, _answer_tokens(answer))
     call.usage = answer["usage"]
-    settle(billing, call, attempt)
+    settle(pool, billing, call, attempt)
     return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
 
 
@@ -147,13 +150,14 @@ async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage
     headers = _answer_headers(call, attempt)  # the cost is not known until the stream ends
     deadline = call.started + deadline_s
     return StreamingResponse(
-        _relay(attempt, billing, call, include_usage, deadline),
+        _relay(attempt, pool, billing, call, include_usage, deadline),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
 
 
-async def _relay(attempt: Attempt, billing: Billing, call: Call, include_usage: bool, deadline: float) -> AsyncIterator[bytes]:
+async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: Call, include_usage: bool,
+                 deadline: float) -> AsyncIterator[bytes]:
     first, events = attempt.primed
     finished, deltas = False, 0
     try:
@@ -183,7 +187,7 @@ async def _relay(attempt: Attempt, billing: Billing, call: Call, include_usage: 
         attempt.response.close()
         if call.usage is None and deltas:  # cut short: bill what was generated
             call.usage = tokens.estimated_usage(call.body, deltas)
-        settle(billing, call, attempt)
+        settle(pool, billing, call, attempt)
         if not finished:
             metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
 

@@ -121,3 +121,11 @@ def test_unknown_catalog_ids_in_config_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown GPU"):
         Billing(parse_settings({"backends": [{"name": "g", "urls": ["http://a/v1"],
                                               "deployment": {"model": "llama-3.1-8b", "gpu": "tpu-v9"}}]}, {}))
+
+
+def test_the_counterfactual_uses_the_flagship_replicas_own_load(tmp_path: Path) -> None:
+    billing = _billing(tmp_path)
+    usage = {"prompt_tokens": 100, "completion_tokens": 500}
+    idle_flagship = billing.price("api", "gpt-4o-mini", usage, None, EngineLoad(running=1, waiting=0, kv_usage=0.01))
+    busy_flagship = billing.price("api", "gpt-4o-mini", usage, None, EngineLoad(running=200, waiting=0, kv_usage=0.6))
+    assert busy_flagship.flagship_cost_usd < idle_flagship.flagship_cost_usd / 10
