@@ -109,16 +109,6 @@ def _kv_read_factor(engine: str, heads: int, kv_heads: int) -> float:
     profile = engine_profiles().get(engine, EngineProfile())
     return heads / kv_heads if profile.gqa_kv_reads == "per_query_head" else 1.0
 
-    @property
-    def compute_precision(self) -> str:
-        """Tensor-core precision of the matmuls: int4 is weight-only (16-bit math), fp8 needs fp8 units."""
-        if self.weight_precision in ("fp8", "int8", "fp4") and self.gpu.dense_tflops.get(self.weight_precision):
-            return self.weight_precision
-        return "bf16"
-
-    def with_efficiency(self, **changes: float) -> Deployment:
-        return replace(self, efficiency=replace(self.eff, **changes))
-
 
 def _bandwidth(d: Deployment) -> float:
     return d.gpu.memory_bandwidth_tb_s * 1e12 * d.eff.bandwidth * d.gpus
