@@ -1,1 +1,2 @@
-"""Router: the cheap-or-flagship decision and the cascade (issue #4: not built yet)."""
+"""Router: the cheap-or-flagship decision. Offline training and evaluation are here; the
+request-path decision, live thresholds and the cascade are still to come (issue #4)."""

@@ -6,6 +6,7 @@ import typer
 
 from .admin_cmds import keys_app, tenants_app
 from .pricing_cmds import pricing_app
+from .router_cmds import router_app
 from .run_cmds import engine_sim, serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -14,6 +15,7 @@ app.command("engine-sim")(engine_sim)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(pricing_app, name="pricing")
+app.add_typer(router_app, name="router")
 
 
 def main(argv: list[str] | None = None) -> None:
