@@ -137,6 +137,15 @@ class PricingConfig(_Strict):
     metrics_poll_s: float = Field(2.0, gt=0)
 
 
+class RouterConfig(_Strict):
+    """The learned cheap-or-flagship router behind ``model="auto"`` and ``model="router:<t>"``."""
+
+    artifact: str  # a router trained with `tollgate router train`
+    cheap: str  # public model names
+    flagship: str
+    threshold: float = Field(0.5, ge=0, le=1)  # default; live changes go through /admin/router
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis_url: str | None = None
@@ -145,6 +154,7 @@ class Settings(_Strict):
     backends: list[BackendConfig] = Field(default_factory=list)
     models: list[ModelConfig] = Field(default_factory=list)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
+    router: RouterConfig | None = None
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
@@ -157,8 +167,11 @@ class Settings(_Strict):
                     raise ValueError(
                         f"model {model.name!r} names unknown backend {target.backend!r}"
                     )
-        if self.pricing.flagship and self.pricing.flagship not in {m.name for m in self.models}:
+        model_names = {m.name for m in self.models}
+        if self.pricing.flagship and self.pricing.flagship not in model_names:
             raise ValueError(f"pricing.flagship names unknown model {self.pricing.flagship!r}")
+        if self.router and not {self.router.cheap, self.router.flagship} <= model_names:
+            raise ValueError("router.cheap and router.flagship must name configured models")
         return self
 
     def backend(self, name: str) -> BackendConfig:

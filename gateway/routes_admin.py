@@ -7,6 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import APIError
+from .routing import THRESHOLDS_KEY
 from .state import GatewayState
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -23,6 +25,15 @@ class NewKey(BaseModel):
     tenant: str | None = Field(None, max_length=63)
     name: str = Field("", max_length=200)
     role: Literal["tenant", "admin"] = "tenant"
+
+
+class RouterThresholds(BaseModel):
+    """Live router thresholds; a tenant mapped to null loses its override."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold: float | None = Field(None, ge=0, le=1)
+    escalation: float | None = Field(None, ge=0, le=1)
+    tenants: dict[str, float | None] = Field(default_factory=dict)
 
 
 async def _admin(request: Request) -> GatewayState:
@@ -68,3 +79,36 @@ async def list_keys(request: Request, tenant: str | None = None) -> dict:
 async def revoke_key(request: Request, key_id: str) -> dict:
     gateway = await _admin(request)
     return (await gateway.store.revoke_key(key_id)).public()
+
+
+@router.get("/router/thresholds")
+async def get_thresholds(request: Request) -> dict:
+    gateway = await _admin(request)
+    raw = {k.decode(): float(v) for k, v in (await gateway.redis.hgetall(THRESHOLDS_KEY)).items()}
+    default = gateway.settings.router.threshold if gateway.settings.router else None
+    return {
+        "threshold": raw.get("global", default),
+        "escalation": raw.get("escalation"),
+        "tenants": {k.removeprefix("tenant:"): v for k, v in raw.items() if k.startswith("tenant:")},
+    }
+
+
+@router.put("/router/thresholds")
+async def set_thresholds(request: Request, body: RouterThresholds) -> dict:
+    """Every replica applies a change within a second (workers refresh twice a second)."""
+    gateway = await _admin(request)
+    for tenant, value in body.tenants.items():
+        if value is not None and not 0 <= value <= 1:
+            raise APIError(400, f"tenants.{tenant}: threshold must be between 0 and 1", code="invalid_value")
+    async with gateway.redis.pipeline(transaction=True) as pipe:
+        if body.threshold is not None:
+            pipe.hset(THRESHOLDS_KEY, "global", body.threshold)
+        if body.escalation is not None:
+            pipe.hset(THRESHOLDS_KEY, "escalation", body.escalation)
+        for tenant, value in body.tenants.items():
+            if value is None:
+                pipe.hdel(THRESHOLDS_KEY, f"tenant:{tenant}")
+            else:
+                pipe.hset(THRESHOLDS_KEY, f"tenant:{tenant}", value)
+        await pipe.execute()
+    return await get_thresholds(request)

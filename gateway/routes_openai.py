@@ -67,7 +67,11 @@ async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[Co
     state["tenant"] = caller.tenant
     body = await read_json_object(request, gateway.settings.server.max_body_bytes)
     parsed = validate(spec, body)
-    route = gateway.pool.resolve(parsed.model)
+    decision = None
+    if gateway.router is not None and gateway.router.wants(parsed.model):
+        decision = gateway.router.route(parsed.model, body, caller.tenant)
+        state["router"] = decision
+    route = gateway.pool.resolve(decision.model if decision else parsed.model)
     state["model"], state["stream"] = route.model, parsed.stream
     call = proxy.Call(
         request_id=state["request_id"], tenant=caller.tenant, route=route, endpoint=endpoint, body=body
@@ -75,9 +79,13 @@ async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[Co
     deadline_s = gateway.settings.server.request_timeout_s
     if parsed.stream:
         include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-        return await proxy.stream(gateway.pool, gateway.billing, call, include_usage, deadline_s)
-    response = await proxy.complete(gateway.pool, gateway.billing, call, deadline_s)
-    state["upstream_seconds"] = call.upstream_seconds
+        response = await proxy.stream(gateway.pool, gateway.billing, call, include_usage, deadline_s)
+    else:
+        response = await proxy.complete(gateway.pool, gateway.billing, call, deadline_s)
+        state["upstream_seconds"] = call.upstream_seconds
+    if decision is not None:
+        response.headers["x-tollgate-router-score"] = f"{decision.score:.4f}"
+        response.headers["x-tollgate-router-threshold"] = f"{decision.threshold:.4f}"
     return response
 
 

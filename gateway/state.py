@@ -13,6 +13,7 @@ from .auth import Authenticator
 from .billing import Billing
 from .config import ENGINE_KINDS, Settings
 from .engine_metrics import poll_engines
+from .routing import Router
 from .tenants import TenantStore
 from .upstream import UpstreamPool
 
@@ -38,6 +39,7 @@ class GatewayState:
     auth: Authenticator
     pool: UpstreamPool
     billing: Billing
+    router: Router | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -49,7 +51,8 @@ class GatewayState:
         redis = redis_client(settings.redis_url)
         store = TenantStore(redis, settings.auth.key_hash_secret.encode())
         auth = Authenticator(store, settings.auth.cache_ttl_s, settings.auth.admin_key)
-        return cls(settings, redis, store, auth, UpstreamPool(settings), Billing(settings))
+        router = Router(settings.router, redis) if settings.router else None
+        return cls(settings, redis, store, auth, UpstreamPool(settings), Billing(settings), router)
 
     async def start(self) -> None:
         self.pool.start()
@@ -57,6 +60,8 @@ class GatewayState:
         if engines:
             poller = poll_engines(engines, self.settings.pricing.metrics_poll_s)
             self._tasks.append(asyncio.get_running_loop().create_task(poller))
+        if self.router is not None:
+            self._tasks.append(asyncio.get_running_loop().create_task(self.router.refresh_forever()))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -75,11 +75,20 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
     """)
 
 
+def train_test_router(path: Path) -> Path:
+    from router.train import fit
+    from tests.router_data import synthetic_examples
+
+    fit(synthetic_examples(600)).save(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory, sims: dict[str, str], valkey: str) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("gateway")
     config = workdir / "tollgate.yaml"
-    config.write_text(gateway_config(sims, valkey))
+    router = train_test_router(workdir / "router.json")
+    config.write_text(gateway_config(sims, valkey) + f"router: {{artifact: {router}, cheap: cheap, flagship: flagship}}\n")
     process, base = start_gateway(config, {"TEST_ADMIN_KEY": ADMIN_KEY}, workdir)
     yield base
     stop(process)

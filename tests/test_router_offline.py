@@ -14,6 +14,7 @@ from router import data
 from router.evaluate import apgr, cpt, evaluate
 from router.model import RouterFileError, load
 from router.train import cross_validated_scores, fit
+from tests.router_data import synthetic_examples as _examples
 
 
 def test_both_formats_and_messages_are_read() -> None:
@@ -36,22 +37,6 @@ def test_both_formats_and_messages_are_read() -> None:
 def test_bad_lines_are_named_by_line(line: str, message: str) -> None:
     with pytest.raises(data.DataError, match=message):
         data.parse_lines([json.dumps({"prompt": "ok", "winner": "tie"}), line], "d.jsonl")
-
-
-def _examples(count: int, seed: int = 1) -> list[data.Example]:
-    """Strong wins on hard prompts (proofs, code, multi-step maths); both do well on easy ones."""
-    rng = random.Random(seed)
-    easy = ["what is the capital of {}", "say hello to {}", "translate the word {} to french", "name a colour like {}"]
-    hard = ["prove that the sum of {} odd numbers is a square", "write a python function that parses {} and returns a tree",
-            "solve the integral of x^{} times log x step by step", "derive the complexity of merging {} sorted lists"]
-    examples = []
-    for i in range(count):
-        is_hard = rng.random() < 0.4
-        text = rng.choice(hard if is_hard else easy).format(rng.choice(["paris", "seven", "json", "blue", "42", "k"]))
-        weak = 1.0 if rng.random() < (0.3 if is_hard else 0.9) else 0.0
-        strong = 1.0 if rng.random() < (0.9 if is_hard else 0.95) else 0.0
-        examples.append(data.Example(text, weak, strong))
-    return examples
 
 
 def test_random_scores_give_apgr_near_one_half_and_an_oracle_much_more() -> None:
