@@ -3,9 +3,10 @@
 Method: nginx answers a static chat completion (the upstream is never the bottleneck); the
 gateway runs with one worker pinned to core 0; wrk runs pinned to core 1 (with nginx and
 Valkey). For each concurrency it measures (a) nginx directly, (b) the gateway passing an
-explicitly named, unpriced model through, (c) the gateway's full pipeline as it stands: a
-self-hosted model priced by the roofline model at its operating point, with the flagship
-counterfactual (router, limits, ledger, caches and moderation join it as they land). Writes a table to docs/benchmarks.md.
+explicitly named, unpriced model through, (c) the gateway's full pipeline as it stands:
+``model="auto"``, so the learned router scores the prompt and picks the model, and the call is
+priced with its flagship counterfactual from the roofline model (limits, ledger, caches and
+moderation join it as they land). Writes a table to docs/benchmarks.md.
 
     python bench/overhead.py [--duration 5] [--compare litellm]
 
@@ -42,8 +43,8 @@ COMPLETION = (
     '"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}'
 )
 BODY = '{"model":"mock","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
-# (c): a self-hosted model priced by the roofline model, with the flagship counterfactual.
-FULL_BODY = BODY.replace('"model":"mock"', '"model":"mock-priced"')
+# (c): the learned router picks the model; the call is priced with its flagship counterfactual.
+FULL_BODY = BODY.replace('"model":"mock"', '"model":"auto"')
 
 
 def ensure_tools() -> None:
@@ -80,6 +81,11 @@ def start_nginx(workdir: Path, port: int) -> subprocess.Popen:
 
 
 def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[subprocess.Popen, str, str]:
+    from router.train import fit
+    from tests.router_data import synthetic_examples
+
+    router = workdir / "router.json"
+    fit(synthetic_examples(600)).save(router)
     config = workdir / "tollgate.yaml"
     config.write_text(textwrap.dedent(f"""
         redis_url: {redis_url}
@@ -91,6 +97,7 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
         models:
           - {{name: mock, targets: [{{backend: mock}}]}}
           - {{name: mock-priced, tier: flagship, targets: [{{backend: mock-gpu, model: mock}}]}}
+        router: {{artifact: {router}, cheap: mock, flagship: mock-priced}}
     """))
     port = free_port()
     process = subprocess.Popen(

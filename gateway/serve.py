@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def run(config: Path | None, host: str | None, port: int | None, workers: int | 
         ensure_key_secret(settings)
         _announce(settings, bootstrap(settings), embedded=config is None)
         _prepare_worker_env(settings, data_dir)
+        # uvicorn re-raises SIGTERM after its graceful shutdown; as an exception it unwinds this
+        # `with` block, so the embedded Valkey and simulators are stopped instead of orphaned.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.run(
             "gateway.app:create_app",
             factory=True,
@@ -46,6 +50,10 @@ def run(config: Path | None, host: str | None, port: int | None, workers: int | 
             log_level="info",
             timeout_graceful_shutdown=10,
         )
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _prepare_worker_env(settings: Settings, data_dir: Path) -> None:

@@ -29,6 +29,19 @@ def _serve(workdir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
     return process, lines
 
 
+def _processes_under(folder: Path) -> list[int]:
+    """Live processes whose working directory is inside ``folder`` (the embedded Valkey's is)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str(Path(os.readlink(entry / "cwd"))).startswith(str(folder)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 def _keys(lines: list[str]) -> dict[str, str]:
     return {m.group(1): m.group(2) for line in lines if (m := re.match(r"\s+(.+? key).*?: (sk-tg-\S+)", line))}
 
@@ -48,6 +61,8 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
     assert (tmp_path / ".tollgate" / "valkey" / "appendonlydir").is_dir()
     assert (tmp_path / ".tollgate" / "key_hash_secret").stat().st_mode & 0o077 == 0
 
+    time.sleep(0.5)
+    assert not _processes_under(tmp_path / ".tollgate"), "stopping the gateway stops its embedded Valkey"
     process, lines = _serve(tmp_path, port)
     try:
         time.sleep(0.3)
