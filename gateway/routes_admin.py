@@ -81,10 +81,21 @@ async def revoke_key(request: Request, key_id: str) -> dict:
     return (await gateway.store.revoke_key(key_id)).public()
 
 
+def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
+    """Thresholds from Redis, skipping anything that is not a number (a hand edit, say)."""
+    values = {}
+    for key, value in raw.items():
+        try:
+            values[key.decode()] = float(value)
+        except ValueError:
+            continue
+    return values
+
+
 @router.get("/router/thresholds")
 async def get_thresholds(request: Request) -> dict:
     gateway = await _admin(request)
-    raw = {k.decode(): float(v) for k, v in (await gateway.redis.hgetall(THRESHOLDS_KEY)).items()}
+    raw = _floats(await gateway.redis.hgetall(THRESHOLDS_KEY))
     default = gateway.settings.router.threshold if gateway.settings.router else None
     return {
         "threshold": raw.get("global", default),

@@ -51,6 +51,14 @@ def requested_threshold(model: str) -> float | None:
     return value
 
 
+def _is_number(value: bytes) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
 class Router:
     def __init__(self, config: RouterConfig, redis: Redis) -> None:
         self.config = config
@@ -78,7 +86,7 @@ class Router:
         while True:
             try:
                 raw = await self.redis.hgetall(THRESHOLDS_KEY)
-                self.thresholds = {k.decode(): float(v) for k, v in raw.items()}
-            except (RedisError, OSError, ValueError) as err:
+                self.thresholds = {k.decode(): float(v) for k, v in raw.items() if _is_number(v)}
+            except (RedisError, OSError) as err:
                 log.warning("router thresholds not refreshed: %s", err)  # keep the last known values
             await asyncio.sleep(REFRESH_S)

@@ -64,3 +64,16 @@ def test_threshold_admin_api_rejects_bad_values_and_tenant_keys(gateway: str, te
         assert api.put("/admin/router/thresholds", json={"nonsense": 1}).status_code == 400
     response = httpx.get(gateway + "/admin/router/thresholds", headers={"authorization": f"Bearer {tenant_key}"})
     assert response.status_code == 403
+
+
+def test_hand_edited_garbage_in_redis_does_not_break_the_threshold_api(gateway: str, valkey: str) -> None:
+    import redis
+
+    store = redis.Redis.from_url(valkey)
+    store.hset("tg:router:thresholds", "tenant:typo", "not-a-number")
+    try:
+        with admin(gateway) as api:
+            response = api.get("/admin/router/thresholds")
+        assert response.status_code == 200 and "typo" not in response.json()["tenants"]
+    finally:
+        store.hdel("tg:router:thresholds", "tenant:typo")
