@@ -39,11 +39,14 @@ class Faults:
     omit_usage: bool = False              # behave like engines that report no usage (llama-cpp-python streams)
 
     def update(self, changes: dict[str, Any]) -> None:
-        known = {f.name: f.type for f in fields(self)}
+        known = {f.name for f in fields(self)}
         for name, value in changes.items():
             if name not in known:
                 raise ValueError(f"unknown fault {name!r}")
-            setattr(self, name, type(getattr(self, name))(value))
+            current = getattr(self, name)
+            if isinstance(current, bool) != isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"fault {name!r} takes a {type(current).__name__}")
+            setattr(self, name, type(current)(value))
 
 
 @dataclass
@@ -170,10 +173,10 @@ class Simulator:
             arguments = tool_call_arguments(tool)
             call = {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
                     "function": {"name": tool["function"]["name"], "arguments": arguments}}
-            return prompt_text, _replan(plan, tokens_for_text(arguments), "tool_calls"), [call]
+            return prompt_text, Plan(tuple(tokens_for_text(arguments)), "tool_calls"), [call]
         if chat and (body.get("response_format") or {}).get("type") in ("json_object", "json_schema"):
             text = json.dumps({"answer": "".join(t.text for t in plan.tokens)})
-            return prompt_text, _replan(plan, tokens_for_text(text), "stop"), None
+            return prompt_text, Plan(tuple(tokens_for_text(text)), "stop"), None
         return prompt_text, plan, None
 
     async def _whole(self, sequence: Sequence, shaper: Shaper, tool_calls: list | None) -> web.StreamResponse:
@@ -265,10 +268,6 @@ def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     last_user = next((m for m in reversed(body.get("messages") or []) if m.get("role") == "user"), {})
     text = last_user.get("content") if isinstance(last_user.get("content"), str) else ""
     return next((t for t in tools if t["function"].get("name", "\0") in text), None)
-
-
-def _replan(plan: Plan, tokens: list[TokenOut], finish: str) -> Plan:
-    return Plan(tuple(tokens), finish)
 
 
 def _delta(token: TokenOut, tool_calls: list | None) -> dict[str, Any]:

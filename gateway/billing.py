@@ -33,19 +33,27 @@ def _token_prices(config: PriceConfig, source: str) -> TokenPrices:
 
 
 class Billing:
+    """Everything that can be derived from the config is derived once, here; ``price`` only looks up."""
+
     def __init__(self, settings: Settings) -> None:
         self._gpus = {e["id"]: catalog.gpu_from_entry(e) for e in settings.pricing.gpus}
         self._models = {e["id"]: catalog.model_from_entry(e) for e in settings.pricing.models}
-        self._api_prices: dict[str, TokenPrices] = {}
+        self._api_prices: dict[str, ApiPricing] = {}
         for path in settings.pricing.litellm_price_files:
             try:
-                self._api_prices.update(load_litellm_prices(path))
+                self._api_prices.update({name: ApiPricing(p) for name, p in load_litellm_prices(path).items()})
             except (OSError, ValueError) as err:
                 raise ConfigError(f"cannot read LiteLLM price file {path}: {err}") from None
-        self._api_prices.update({name: _token_prices(p, "config") for name, p in settings.pricing.prices.items()})
+        self._api_prices.update({name: ApiPricing(_token_prices(p, "config")) for name, p in settings.pricing.prices.items()})
+        self._backend_prices = {
+            b.name: {model: ApiPricing(_token_prices(p, f"backend:{b.name}")) for model, p in b.prices.items()}
+            for b in settings.backends
+        }
         self._self_hosted = {b.name: self._self_hosted_pricing(b) for b in settings.backends if b.deployment}
-        self._defaults = {b.name: b.deployment for b in settings.backends if b.deployment}
-        self._backend_prices = {b.name: b.prices for b in settings.backends}
+        self._fallback_points = {
+            b.name: OperatingPoint(b.deployment.running, b.deployment.mean_context) for b in settings.backends if b.deployment
+        }
+        self._kv_capacity = {name: kv_capacity_tokens(p.deployment) for name, p in self._self_hosted.items()}
         self._flagship_target = self._find_flagship(settings)
 
     def _self_hosted_pricing(self, backend: BackendConfig) -> SelfHostedPricing:
@@ -73,43 +81,39 @@ class Billing:
         target = model.targets[0]
         return target.backend, target.model or model.name
 
-    def pricer(self, backend: str, upstream_model: str) -> Pricer | None:
-        if backend in self._self_hosted:
-            return self._self_hosted[backend]
-        config = self._backend_prices.get(backend, {}).get(upstream_model)
-        if config is not None:
-            return ApiPricing(_token_prices(config, f"backend:{backend}"))
-        table = self._api_prices.get(upstream_model)
-        return ApiPricing(table) if table is not None else None
-
-    def operating_point(self, backend: str, load: EngineLoad | None) -> OperatingPoint:
-        """The live point from the replica's metrics, else the configured one."""
-        spec = self._defaults.get(backend)
-        fallback = OperatingPoint(spec.running, spec.mean_context) if spec else OperatingPoint()
-        if load is None or load.running < 1:
-            return fallback
-        pricing = self._self_hosted.get(backend)
-        if pricing is None or load.kv_usage <= 0:
-            return OperatingPoint(load.running, fallback.mean_context)
-        context = load.kv_usage * kv_capacity_tokens(pricing.deployment) / load.running
-        return OperatingPoint(load.running, max(context, 1.0))
-
     @property
     def flagship_backend(self) -> str | None:
         return self._flagship_target[0] if self._flagship_target else None
+
+    def pricer(self, backend: str, upstream_model: str) -> Pricer | None:
+        if backend in self._self_hosted:
+            return self._self_hosted[backend]
+        return self._backend_prices.get(backend, {}).get(upstream_model) or self._api_prices.get(upstream_model)
+
+    def operating_point(self, backend: str, load: EngineLoad | None) -> OperatingPoint:
+        """The live point from the replica's metrics, else the configured one."""
+        fallback = self._fallback_points.get(backend, OperatingPoint())
+        if load is None or load.running < 1:
+            return fallback
+        capacity = self._kv_capacity.get(backend)
+        if capacity is None or load.kv_usage <= 0:
+            return OperatingPoint(load.running, fallback.mean_context)
+        return OperatingPoint(load.running, max(load.kv_usage * capacity / load.running, 1.0))
 
     def price(self, backend: str, upstream_model: str, usage: dict | None, load: EngineLoad | None,
               flagship_load: EngineLoad | None = None) -> Price:
         """The call's price at its replica's load, and the flagship's at the flagship's own load."""
         normalized = normalize_usage(usage)
         pricer = self.pricer(backend, upstream_model)
-        point = self.operating_point(backend, load)
-        cost = pricer.cost(normalized, point) if pricer else 0.0
-        flagship = None
-        if self._flagship_target is not None:
-            flagship_backend, flagship_model = self._flagship_target
-            flagship_pricer = self.pricer(flagship_backend, flagship_model)
-            if flagship_pricer is not None:
-                flagship = flagship_pricer.cost(normalized, self.operating_point(flagship_backend, flagship_load))
+        cost = pricer.cost(normalized, self.operating_point(backend, load)) if pricer else 0.0
         source = "unpriced" if pricer is None else ("roofline" if isinstance(pricer, SelfHostedPricing) else "api")
+        if self._flagship_target is None:
+            return Price(cost, None, source)
+        if self._flagship_target == (backend, upstream_model):
+            return Price(cost, cost if pricer else None, source)  # served by the flagship: nothing to compare
+        flagship_backend, flagship_model = self._flagship_target
+        flagship_pricer = self.pricer(flagship_backend, flagship_model)
+        flagship = None
+        if flagship_pricer is not None:
+            flagship = flagship_pricer.cost(normalized, self.operating_point(flagship_backend, flagship_load))
         return Price(cost, flagship, source)

@@ -57,7 +57,7 @@ def metrics_url(replica_url: str, metrics_path: str) -> str:
 
 
 async def poll_engines(backends: list[Backend], interval_s: float) -> None:
-    """Refresh every replica's ``load`` forever; a failed read leaves the last value to age out."""
+    """Refresh every replica's ``load`` forever; a failed read clears it (pricing then uses config)."""
     while True:
         await asyncio.gather(*(_poll_replica(b, r) for b in backends for r in b.replicas))
         await asyncio.sleep(interval_s)
@@ -68,7 +68,6 @@ async def _poll_replica(backend: Backend, replica: Replica) -> None:
     path = backend.config.deployment.metrics_path if backend.config.deployment else "/metrics"
     try:
         async with backend.session.get(metrics_url(replica.url, path), timeout=aiohttp.ClientTimeout(total=1.0)) as response:
-            if response.status == 200:
-                replica.load = parse_engine_metrics(await response.text())
+            replica.load = parse_engine_metrics(await response.text()) if response.status == 200 else None
     except (aiohttp.ClientError, asyncio.TimeoutError, UnicodeDecodeError):
         replica.load = None

@@ -142,6 +142,8 @@ async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage
     if attempt.response.status != 200:
         try:
             raw = await attempt.response.read()
+        except aiohttp.ClientError:
+            raw = b""
         finally:
             attempt.response.release()
         raise upstream_rejection(attempt, raw)
@@ -161,8 +163,7 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
     first, events = attempt.primed
     finished, deltas = False, 0
     try:
-        for_each = _chain(first, events)
-        async for event in for_each:
+        async for event in _chain(first, events):
             if event.data == sse.DONE:
                 finished = True
                 if call.usage is None:  # the engine ignored include_usage: estimate it
@@ -185,7 +186,7 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
     finally:
         # Closing also cancels the upstream request when the client went away mid-stream.
         attempt.response.close()
-        if call.usage is None and deltas:  # cut short: bill what was generated
+        if call.usage is None:  # cut short: bill the prompt and what was generated
             call.usage = tokens.estimated_usage(call.body, deltas)
         settle(pool, billing, call, attempt)
         if not finished:
@@ -193,8 +194,10 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
 
 
 def _usage_chunk(call: Call) -> bytes:
-    chunk = {"id": f"chatcmpl-{call.request_id}", "object": "chat.completion.chunk", "model": call.route.model,
-             "choices": [], "usage": call.usage}
+    chat = call.endpoint == "/chat/completions"
+    chunk = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{call.request_id}",
+             "object": "chat.completion.chunk" if chat else "text_completion",
+             "model": call.route.model, "choices": [], "usage": call.usage}
     return sse.encode(orjson.dumps(chunk))
 
 

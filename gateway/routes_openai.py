@@ -70,7 +70,6 @@ async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[Co
     decision = None
     if gateway.router is not None and gateway.router.wants(parsed.model):
         decision = gateway.router.route(parsed.model, body, caller.tenant)
-        state["router"] = decision
     route = gateway.pool.resolve(decision.model if decision else parsed.model)
     state["model"], state["stream"] = route.model, parsed.stream
     call = proxy.Call(

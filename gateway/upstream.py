@@ -13,13 +13,16 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import aiohttp
 import orjson
 
 from .config import BackendConfig, Settings
 from .errors import APIError
+
+if TYPE_CHECKING:
+    from .engine_metrics import EngineLoad
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -28,7 +31,7 @@ RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 class Replica:
     url: str
     down_until: float = 0.0
-    load: object | None = None  # engine_metrics.EngineLoad from the engine's /metrics, if it has one
+    load: EngineLoad | None = None  # from the engine's /metrics, if it has one
 
     def is_up(self, now: float) -> bool:
         return self.down_until <= now

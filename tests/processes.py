@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,11 +10,9 @@ from pathlib import Path
 
 import httpx
 
+from gateway.demo_stack import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port", "start_gateway", "start_sim", "stop", "wait_http"]
 
 
 def wait_http(url: str, timeout_s: float = 30.0, process: subprocess.Popen | None = None) -> None:

@@ -58,3 +58,16 @@ def test_engine_batches_and_time_grows_with_batch() -> None:
 
     counts, peak = asyncio.run(run())
     assert counts == [5, 5, 5] and peak <= 2
+
+
+def test_fault_switches_take_only_their_own_types() -> None:
+    import pytest
+
+    from enginesim.server import Faults
+
+    faults = Faults()
+    faults.update({"error_rate": 1, "omit_usage": True, "drop_stream_after_tokens": 3})
+    assert (faults.error_rate, faults.omit_usage, faults.drop_stream_after_tokens) == (1.0, True, 3)
+    for bad in ({"omit_usage": "false"}, {"error_rate": "0.5"}, {"error_rate": True}, {"nope": 1}):
+        with pytest.raises(ValueError):
+            faults.update(bad)

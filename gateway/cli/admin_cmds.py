@@ -12,6 +12,8 @@ from typing import Any, Optional
 import httpx
 import typer
 
+from .output import print_rows
+
 tenants_app = typer.Typer(no_args_is_help=True, help="Create, list and disable tenants.")
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 
@@ -36,13 +38,6 @@ def _call(method: str, url: str, admin_key: str, path: str, **kwargs: Any) -> An
     return body
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
-    for row in rows:
-        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-
-
 @tenants_app.command("create")
 def tenants_create(tenant_id: str, name: Optional[str] = typer.Option(None), url: str = _URL, admin_key: str = _ADMIN_KEY) -> None:
     """Create a tenant."""
@@ -53,7 +48,7 @@ def tenants_create(tenant_id: str, name: Optional[str] = typer.Option(None), url
 def tenants_list(url: str = _URL, admin_key: str = _ADMIN_KEY, as_json: bool = _JSON) -> None:
     """List tenants."""
     rows = _call("GET", url, admin_key, "/admin/tenants")["data"]
-    typer.echo(json.dumps(rows)) if as_json else _table(rows, ["id", "name", "disabled"])
+    print_rows(rows, ["id", "name", "disabled"], as_json)
 
 
 @tenants_app.command("disable")
@@ -80,7 +75,7 @@ def keys_create(
 def keys_list(tenant: Optional[str] = typer.Option(None), url: str = _URL, admin_key: str = _ADMIN_KEY, as_json: bool = _JSON) -> None:
     """List keys (ids and labels; secrets are never shown again)."""
     rows = _call("GET", url, admin_key, "/admin/keys", params={"tenant": tenant} if tenant else None)["data"]
-    typer.echo(json.dumps(rows)) if as_json else _table(rows, ["id", "tenant", "role", "name", "revoked"])
+    print_rows(rows, ["id", "tenant", "role", "name", "revoked"], as_json)
 
 
 @keys_app.command("revoke")

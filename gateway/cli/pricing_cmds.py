@@ -13,6 +13,8 @@ from pricing import catalog
 from pricing.estimate import DoesNotFit, estimate
 from pricing.roofline import Deployment
 
+from .output import print_rows
+
 pricing_app = typer.Typer(no_args_is_help=True, help="Roofline pricing of self-hosted models.")
 
 PRECISIONS = ", ".join(arch.BYTES_PER_VALUE)
@@ -95,7 +97,7 @@ def models_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     rows = [{"id": m.id, "params_b": round(arch.total_params(m) / 1e9, 2), "active_b": round(arch.active_params(m) / 1e9, 2),
              "layers": m.layers, "attention": m.attention, "kv_bytes_per_token_bf16": arch.kv_bytes_per_token(m, "bf16")}
             for m in catalog.shipped_models().values()]
-    _print(rows, as_json)
+    print_rows(rows, list(rows[0]), as_json)
 
 
 @pricing_app.command("gpus")
@@ -104,18 +106,7 @@ def gpus_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     rows = [{"id": g.id, "memory_gb": g.memory_gb, "bandwidth_tb_s": g.memory_bandwidth_tb_s,
              "bf16_tflops": g.dense_tflops.get("bf16"), "fp8_tflops": g.dense_tflops.get("fp8"), "usd_per_hour": g.usd_per_hour}
             for g in catalog.shipped_gpus().values()]
-    _print(rows, as_json)
-
-
-def _print(rows: list[dict], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(rows))
-        return
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
-    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        typer.echo("  ".join(str(row[c]).ljust(widths[c]) for c in columns))
+    print_rows(rows, list(rows[0]), as_json)
 
 
 @pricing_app.command("plot")
