@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-slow bench clean
+.PHONY: serve test test-slow bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,8 +17,15 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/tollgate serve $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/pytest -m "not slow" $(ARGS)
+
+# The dashboard test drives Debian's headless Chromium; install it when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  echo "installing Debian's chromium for the dashboard test"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 test-slow: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,llama]'

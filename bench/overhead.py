@@ -5,8 +5,10 @@ gateway runs with one worker pinned to core 0; wrk runs pinned to core 1 (with n
 Valkey). For each concurrency it measures (a) nginx directly, (b) the gateway passing an
 explicitly named, unpriced model through, (c) the gateway's full pipeline as it stands:
 ``model="auto"``, so the learned router scores the prompt and picks the model, and the call is
-priced with its flagship counterfactual from the roofline model (limits, ledger, caches and
-moderation join it as they land). Writes a table to docs/benchmarks.md.
+priced with its flagship counterfactual from the roofline model, and admitted against rate
+limits and budgets of its tenant and key (one Redis script). Both (b) and (c) write a ledger
+record per call (a second script). Caches and moderation join (c) as they land. Writes a table
+to docs/benchmarks.md.
 
     python bench/overhead.py [--duration 5] [--compare litellm]
 
@@ -80,7 +82,7 @@ def start_nginx(workdir: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[subprocess.Popen, str, str]:
+def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[subprocess.Popen, str, str, str]:
     from router.train import fit
     from tests.router_data import synthetic_examples
 
@@ -107,9 +109,14 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/healthz", process=process)
     admin = {"authorization": f"Bearer {ADMIN_KEY}"}
-    httpx.post(base + "/admin/tenants", json={"id": "bench"}, headers=admin)
-    key = httpx.post(base + "/admin/keys", json={"tenant": "bench"}, headers=admin).json()["key"]
-    return process, base, key
+    keys = []
+    for tenant in ("bench", "bench-full"):
+        httpx.post(base + "/admin/tenants", json={"id": tenant}, headers=admin)
+        keys.append(httpx.post(base + "/admin/keys", json={"tenant": tenant}, headers=admin).json()["key"])
+    # The full pipeline runs admission against every kind of limit, set too high to reject.
+    huge = {"rpm": 10**9, "tpm": 10**12, "daily_usd": 10**6, "monthly_usd": 10**7}
+    httpx.put(base + "/admin/tenants/bench-full/limits", json={"tenant": huge, "key": huge}, headers=admin)
+    return process, base, keys[0], keys[1]
 
 
 def wrk(url: str, key: str, connections: int, duration: int, workdir: Path, body: str = BODY) -> dict[str, float]:
@@ -200,11 +207,11 @@ def main() -> None:
         upstream_port = free_port()
         processes = [start_nginx(workdir, upstream_port)]
         try:
-            gateway, base, key = start_gateway(workdir, upstream_port, valkey.connection_url)
+            gateway, base, key, full_key = start_gateway(workdir, upstream_port, valkey.connection_url)
             processes.append(gateway)
             setups = [("(a) nginx direct", f"http://127.0.0.1:{upstream_port}", key, BODY),
                       ("(b) tollgate passthrough", base, key, BODY),
-                      ("(c) tollgate full pipeline", base, key, FULL_BODY)]
+                      ("(c) tollgate full pipeline", base, full_key, FULL_BODY)]
             if args.compare == "litellm":
                 litellm, litellm_base, litellm_key = start_litellm(workdir, upstream_port)
                 processes.append(litellm)

@@ -22,7 +22,10 @@ from .config import Settings
 from .errors import install_error_handlers
 from .middleware import RequestContextMiddleware
 from .routes_admin import router as admin_router
+from .routes_dashboard import router as dashboard_router
+from .routes_limits import router as limits_router
 from .routes_openai import router as openai_router
+from .routes_reports import router as reports_router
 from .state import GatewayState
 from .upstream import probe_backend
 
@@ -61,6 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_router)
     app.include_router(admin_router)
+    app.include_router(limits_router)
+    app.include_router(reports_router)
+    app.include_router(dashboard_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["ops"])

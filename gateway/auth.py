@@ -3,7 +3,9 @@
 A lookup is one Redis round trip (HGETALL of the key record). Results are kept in-process for
 ``cache_ttl_s`` (at most one second), keyed by the keyed hash, never by the plain key, so a
 revocation reaches every replica within that time while a busy key costs Redis one read per
-TTL per process. Redis being unreachable is a 503, never a hang: the client has bounded timeouts.
+TTL per process. When Redis is unreachable, a key verified within ``stale_on_error_s`` keeps
+working (revocations wait for Redis); an unknown key gets 503, never a hang (bounded timeouts).
+The caller's effective limits are read with the key and cached with it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from . import metrics
+from .accounting.limits import CallerLimits, LimitSet, resolve
 from .errors import APIError
 from .keys import bearer_token, hash_key, hashes_match, parse_key
 from .tenants import KeyRecord, TenantStore
@@ -20,15 +24,22 @@ from .tenants import KeyRecord, TenantStore
 _CACHE_LIMIT = 50_000
 
 
+_NO_LIMITS = CallerLimits(LimitSet(), LimitSet())
+
+
 @dataclass(frozen=True)
 class Caller:
     key_id: str
     tenant: str
     role: str
+    limits: CallerLimits = _NO_LIMITS
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+_Entry = tuple  # (expires, caller or None, fetched at), monotonic seconds
 
 
 def _unauthorized(message: str) -> APIError:
@@ -36,10 +47,14 @@ def _unauthorized(message: str) -> APIError:
 
 
 class Authenticator:
-    def __init__(self, store: TenantStore, cache_ttl_s: float, static_admin_key: str | None) -> None:
+    def __init__(self, store: TenantStore, cache_ttl_s: float, static_admin_key: str | None, *,
+                 limit_defaults: tuple[LimitSet, LimitSet] = (LimitSet(), LimitSet()),
+                 stale_on_error_s: float = 300.0) -> None:
         self.store = store
         self.cache_ttl_s = cache_ttl_s
-        self._cache: dict[str, tuple[float, Caller | None]] = {}
+        self.limit_defaults = limit_defaults
+        self.stale_on_error_s = stale_on_error_s
+        self._cache: dict[str, _Entry] = {}
         self._static_admin_hash = (
             hash_key(store.server_secret, static_admin_key) if static_admin_key else None
         )
@@ -73,16 +88,31 @@ class Authenticator:
         caller = None
         if parsed is not None:
             try:
-                record = await self.store.get_key(parsed.key_id)
+                caller = await self._fetch(parsed.key_id, presented_hash)
             except (RedisError, OSError) as err:
-                raise APIError(
-                    503, "key store unavailable, try again", code="store_unavailable"
-                ) from err
-            caller = _caller_if_valid(record, presented_hash)
+                return self._stale_or_unavailable(cached, now, err)
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
-        self._cache[presented_hash] = (now + self.cache_ttl_s, caller)
+        self._cache[presented_hash] = (now + self.cache_ttl_s, caller, now)
         return caller
+
+    async def _fetch(self, key_id: str, presented_hash: str) -> Caller | None:
+        record = await self.store.get_key(key_id)
+        caller = _caller_if_valid(record, presented_hash)
+        if caller is None or caller.is_admin:
+            return caller
+        tenant_fields = await self.store.tenant_fields(caller.tenant)
+        if not tenant_fields or tenant_fields.get("disabled") == "1":
+            return None
+        limits = resolve(*self.limit_defaults, tenant_fields, record.limit_fields)  # type: ignore[union-attr]
+        return Caller(caller.key_id, caller.tenant, caller.role, limits)
+
+    def _stale_or_unavailable(self, cached: _Entry | None, now: float, err: Exception) -> Caller | None:
+        """Redis is unreachable: a key verified recently keeps working (fail open for known keys)."""
+        metrics.STORE_ERRORS.labels("auth").inc()
+        if cached is not None and now - cached[2] <= self.stale_on_error_s:
+            return cached[1]
+        raise APIError(503, "key store unavailable, try again", code="store_unavailable") from err
 
 
 def _caller_if_valid(record: KeyRecord | None, presented_hash: str) -> Caller | None:

@@ -126,6 +126,8 @@ class AuthConfig(_Strict):
     admin_key: str | None = None
     # How long a key lookup is trusted in-process; revocation reaches every replica within it.
     cache_ttl_s: float = Field(0.5, ge=0, le=1.0)
+    # While Redis is unreachable, a key verified this recently keeps working (0: fail closed).
+    stale_on_error_s: float = Field(300.0, ge=0)
 
 
 class PricingConfig(_Strict):
@@ -146,6 +148,34 @@ class RouterConfig(_Strict):
     threshold: float = Field(0.5, ge=0, le=1)  # default; live changes go through /admin/router
 
 
+class LimitValues(_Strict):
+    """One scope's limits (None: unlimited); tenants and keys override them through the admin API."""
+
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+    daily_usd: float | None = Field(None, ge=0)
+    monthly_usd: float | None = Field(None, ge=0)
+
+
+class LimitsConfig(_Strict):
+    tenant: LimitValues = Field(default_factory=LimitValues)  # defaults for every tenant as a whole
+    key: LimitValues = Field(default_factory=LimitValues)  # defaults for every single key
+    # When Redis cannot be reached: admit and count later (open) or answer 503 (closed).
+    on_store_error: Literal["open", "closed"] = "open"
+    # Output tokens assumed at admission when a request sets no max_tokens (tokens and budget reserved).
+    default_output_tokens: int = Field(4096, ge=1)
+
+
+class LedgerConfig(_Strict):
+    # Newest raw records kept in Redis per tenant (~0.7 KB each); archive older ones with
+    # `tollgate ledger export`. Reports never need them: they read the day aggregates.
+    max_records_per_tenant: int = Field(250_000, ge=1000)
+    retention_days: int = Field(400, ge=1)  # how long day aggregates (the reports) are kept
+    # How long a written request id is remembered so that a spool replay cannot count a call twice
+    # (one small key per call: at 1,000 calls/s the default holds ~900k keys, ~80 MB).
+    dedupe_ttl_s: int = Field(900, ge=60)
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis_url: str | None = None
@@ -155,6 +185,8 @@ class Settings(_Strict):
     models: list[ModelConfig] = Field(default_factory=list)
     pricing: PricingConfig = Field(default_factory=PricingConfig)
     router: RouterConfig | None = None
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:

@@ -21,8 +21,22 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 REQUESTS = Counter(
-    "tollgate_requests_total", "Requests answered, by tenant, model, endpoint and status.",
-    ["tenant", "model", "endpoint", "status"],
+    "tollgate_requests_total", "Requests answered, by tenant, model, route, endpoint and status.",
+    ["tenant", "model", "route", "endpoint", "status"],
+)
+REJECTIONS = Counter(
+    "tollgate_limit_rejections_total", "Requests refused by a rate limit or budget, by tenant and limit.",
+    ["tenant", "limit"],
+)
+ESCALATIONS = Counter(
+    "tollgate_escalations_total", "Cascade calls escalated from the cheap model to the flagship.", ["tenant"],
+)
+CACHE_HITS = Counter("tollgate_cache_hits_total", "Requests answered from the response cache.", ["tenant", "kind"])
+STORE_ERRORS = Counter(
+    "tollgate_store_errors_total", "Redis operations that failed, by feature (auth, limits, ledger).", ["feature"],
+)
+LEDGER_SPOOLED = Counter(
+    "tollgate_ledger_spooled_total", "Ledger records written to the local spool because Redis was unreachable.",
 )
 TOKENS = Counter(
     "tollgate_tokens_total", "Tokens billed, by tenant, model and kind (prompt, cached, completion).",
@@ -42,6 +56,10 @@ REQUEST_SECONDS = Histogram(
 UPSTREAM_TTFB_SECONDS = Histogram(
     "tollgate_upstream_first_byte_seconds", "Time to the upstream's first byte (streams: first event).",
     ["backend"], buckets=_LATENCY_BUCKETS,
+)
+TTFT_SECONDS = Histogram(
+    "tollgate_time_to_first_token_seconds", "Streams: time from the request to the first token sent.",
+    ["model"], buckets=_LATENCY_BUCKETS,
 )
 OVERHEAD_SECONDS = Histogram(
     "tollgate_overhead_seconds", "Gateway time per non-streamed request, upstream time excluded.",

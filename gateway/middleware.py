@@ -55,7 +55,7 @@ def _observe(path: str, state: dict, status: int, seconds: float) -> None:
     if endpoint is None:
         return
     model = state.get("model", "")
-    metrics.REQUESTS.labels(state.get("tenant", ""), model, endpoint, str(status)).inc()
+    metrics.REQUESTS.labels(state.get("tenant", ""), model, state.get("route", ""), endpoint, str(status)).inc()
     if not model:
         return
     streamed = state.get("stream", False)

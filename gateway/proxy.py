@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import aiohttp
 import orjson
@@ -21,24 +21,50 @@ from .billing import Billing, Price
 from .errors import APIError
 from .upstream import Attempt, Route, UpstreamPool
 
+if TYPE_CHECKING:
+    from .accounting.admission import Ticket
+    from .routing import Decision
+
 
 @dataclass
 class Call:
-    """What the gateway knows about one call while serving it."""
+    """What the gateway knows about one call while serving it; the ledger record is made from it."""
 
     request_id: str
     tenant: str
-    route: Route
     endpoint: str  # "/chat/completions" or "/completions"
-    body: dict
+    key_id: str = ""
+    body: dict = field(default_factory=dict)
+    requested_model: str = ""
+    route: Route | None = None
+    route_kind: str = "direct"  # direct, router or cascade
+    decision: Decision | None = None
+    stream: bool = False
+    ticket: Ticket | None = None
+    reserved_tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
+    wall_started: float = field(default_factory=time.time)
     usage: dict | None = None
     upstream_seconds: float = 0.0
+    ttft_s: float | None = None
     price: Price | None = None
+    backend: str = ""
+    replica: str = ""
+    models_run: list[str] = field(default_factory=list)
+    answered: bool = False
+    status: int = 200
+    error_code: str | None = None
+    finish: Callable[[], None] | None = None  # records the call when a stream ends
+
+    def served_by(self, attempt: Attempt) -> None:
+        self.backend, self.replica = attempt.target.backend.name, attempt.replica.url
+        if self.route is not None:
+            self.models_run.append(self.route.model)
 
 
 def settle(pool: UpstreamPool, billing: Billing, call: Call, attempt: Attempt) -> Price:
     """Price the call from its usage at the replica's operating point, and count it."""
+    assert call.route is not None
     flagship = pool.backends.get(billing.flagship_backend or "")
     flagship_load = next((r.load for r in flagship.replicas if r.load is not None), None) if flagship else None
     call.price = billing.price(attempt.target.backend.name, attempt.target.upstream_model, call.usage,
@@ -74,6 +100,7 @@ async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s:
     except aiohttp.ClientError as err:
         raise APIError(502, f"upstream failed mid-answer ({type(err).__name__})", code="upstream_unavailable") from None
     metrics.UPSTREAM_TTFB_SECONDS.labels(attempt.target.backend.name).observe(call.upstream_seconds)
+    call.served_by(attempt)
     if attempt.response.status != 200:
         raise upstream_rejection(attempt, raw)
     try:
@@ -86,6 +113,7 @@ async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s:
     if not answer.get("usage"):  # some engines omit it; the gateway still has to bill the call
         answer["usage"] = tokens.estimated_usage(call.body, _answer_tokens(answer))
     call.usage = answer["usage"]
+    call.answered = True
     settle(pool, billing, call, attempt)
     return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
 
@@ -139,6 +167,7 @@ async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage
             attempt = await pool.send(call.route, call.endpoint, body, call.request_id, primer=_prime)
     except TimeoutError:
         raise APIError(504, f"no answer within {deadline_s:g}s", code="upstream_timeout") from None
+    call.served_by(attempt)
     if attempt.response.status != 200:
         try:
             raw = await attempt.response.read()
@@ -161,11 +190,11 @@ async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage
 async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: Call, include_usage: bool,
                  deadline: float) -> AsyncIterator[bytes]:
     first, events = attempt.primed
-    finished, deltas = False, 0
+    call.answered, outcome, deltas = True, "client_disconnected", 0
     try:
         async for event in _chain(first, events):
             if event.data == sse.DONE:
-                finished = True
+                outcome = None
                 if call.usage is None:  # the engine ignored include_usage: estimate it
                     call.usage = tokens.estimated_usage(call.body, deltas)
                     if include_usage:
@@ -173,24 +202,34 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
                 yield sse.DONE_EVENT
                 break
             out, carried_token = _rewrite_chunk(event.data, call, include_usage)
+            if carried_token and call.ttft_s is None:
+                call.ttft_s = time.perf_counter() - call.started
             deltas += carried_token
             if out is not None:
                 yield out
             if time.perf_counter() > deadline:
-                yield _error_event("request exceeded the gateway's time limit", "upstream_timeout")
+                outcome = "upstream_timeout"
+                yield _error_event("request exceeded the gateway's time limit", outcome)
                 break
         else:
-            yield _error_event("upstream stream ended before it was complete", "upstream_disconnected")
+            outcome = "upstream_disconnected"
+            yield _error_event("upstream stream ended before it was complete", outcome)
     except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-        yield _error_event(f"upstream stream failed ({type(err).__name__})", "upstream_disconnected")
+        outcome = "upstream_disconnected"
+        yield _error_event(f"upstream stream failed ({type(err).__name__})", outcome)
     finally:
         # Closing also cancels the upstream request when the client went away mid-stream.
         attempt.response.close()
         if call.usage is None:  # cut short: bill the prompt and what was generated
             call.usage = tokens.estimated_usage(call.body, deltas)
+        call.error_code = outcome
         settle(pool, billing, call, attempt)
-        if not finished:
+        if outcome is not None and outcome != "client_disconnected":
             metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
+        if call.ttft_s is not None:
+            metrics.TTFT_SECONDS.labels(call.route.model if call.route else "").observe(call.ttft_s)
+        if call.finish is not None:
+            call.finish()
 
 
 def _usage_chunk(call: Call) -> bytes:

@@ -36,7 +36,7 @@ class RouterThresholds(BaseModel):
     tenants: dict[str, float | None] = Field(default_factory=dict)
 
 
-async def _admin(request: Request) -> GatewayState:
+async def admin_gateway(request: Request) -> GatewayState:
     gateway: GatewayState = request.app.state.gateway
     await gateway.auth.require_admin(request.headers.get("authorization"))
     return gateway
@@ -44,40 +44,40 @@ async def _admin(request: Request) -> GatewayState:
 
 @router.post("/tenants", status_code=201)
 async def create_tenant(request: Request, body: NewTenant) -> dict:
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     return await gateway.store.create_tenant(body.id, body.name)
 
 
 @router.get("/tenants")
 async def list_tenants(request: Request) -> dict:
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     return {"object": "list", "data": await gateway.store.list_tenants()}
 
 
 @router.delete("/tenants/{tenant_id}")
 async def disable_tenant(request: Request, tenant_id: str) -> dict:
     """Tenants are disabled, not erased: their keys stop working, their records stay for reports."""
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     return await gateway.store.disable_tenant(tenant_id)
 
 
 @router.post("/keys", status_code=201)
 async def create_key(request: Request, body: NewKey) -> dict:
     """A new key; the plain key is in this answer only and is never stored."""
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     plain, record = await gateway.store.create_key(body.tenant, body.name, body.role)
     return {**record.public(), "key": plain}
 
 
 @router.get("/keys")
 async def list_keys(request: Request, tenant: str | None = None) -> dict:
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     return {"object": "list", "data": [r.public() for r in await gateway.store.list_keys(tenant)]}
 
 
 @router.delete("/keys/{key_id}")
 async def revoke_key(request: Request, key_id: str) -> dict:
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     return (await gateway.store.revoke_key(key_id)).public()
 
 
@@ -94,7 +94,7 @@ def _floats(raw: dict[bytes, bytes]) -> dict[str, float]:
 
 @router.get("/router/thresholds")
 async def get_thresholds(request: Request) -> dict:
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     raw = _floats(await gateway.redis.hgetall(THRESHOLDS_KEY))
     default = gateway.settings.router.threshold if gateway.settings.router else None
     return {
@@ -107,7 +107,7 @@ async def get_thresholds(request: Request) -> dict:
 @router.put("/router/thresholds")
 async def set_thresholds(request: Request, body: RouterThresholds) -> dict:
     """Every replica applies a change within a second (workers refresh twice a second)."""
-    gateway = await _admin(request)
+    gateway = await admin_gateway(request)
     for tenant, value in body.tenants.items():
         if value is not None and not 0 <= value <= 1:
             raise APIError(400, f"tenants.{tenant}: threshold must be between 0 and 1", code="invalid_value")

@@ -7,6 +7,7 @@ it keeps every malformed body on the path to a 400 with OpenAI's error shape.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, TypeVar
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from . import proxy
+from .auth import Caller
 from .errors import APIError, from_validation_error
 from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 from .state import GatewayState
@@ -61,30 +63,57 @@ def _gateway(request: Request) -> GatewayState:
 
 
 async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[CompletionRequest], endpoint: str) -> Response:
+    """Authenticate, then serve the call; every authenticated call leaves exactly one ledger record."""
     gateway = _gateway(request)
     caller = await gateway.auth.authenticate(request.headers.get("authorization"))
     state = request.scope["state"]
     state["tenant"] = caller.tenant
-    body = await read_json_object(request, gateway.settings.server.max_body_bytes)
-    parsed = validate(spec, body)
-    decision = None
+    call = proxy.Call(request_id=state["request_id"], tenant=caller.tenant, endpoint=endpoint, key_id=caller.key_id)
+    try:
+        response = await _serve(request, gateway, caller, call, spec)
+    except APIError as err:
+        call.status, call.error_code = err.status, err.code
+        if call.ticket is not None:
+            err.headers = {**call.ticket.headers(), **err.headers}
+        await _record(gateway, call)
+        raise
+    if call.ticket is not None:
+        response.headers.update(call.ticket.headers())
+    if not call.stream:
+        await _record(gateway, call)
+    return response
+
+
+async def _record(gateway: GatewayState, call: proxy.Call) -> None:
+    # Shielded: a client that hangs up must not cancel the write of what it cost.
+    await asyncio.shield(gateway.accounting.record(call))
+
+
+async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: proxy.Call,
+                 spec: type[ChatCompletionRequest] | type[CompletionRequest]) -> Response:
+    state = request.scope["state"]
+    call.body = await read_json_object(request, gateway.settings.server.max_body_bytes)
+    if isinstance(call.body.get("model"), str):
+        call.requested_model = call.body["model"]
+    parsed = validate(spec, call.body)
+    call.stream = bool(parsed.stream)
     if gateway.router is not None and gateway.router.wants(parsed.model):
-        decision = gateway.router.route(parsed.model, body, caller.tenant)
-    route = gateway.pool.resolve(decision.model if decision else parsed.model)
-    state["model"], state["stream"] = route.model, parsed.stream
-    call = proxy.Call(
-        request_id=state["request_id"], tenant=caller.tenant, route=route, endpoint=endpoint, body=body
-    )
+        call.decision = gateway.router.route(parsed.model, call.body, caller.tenant)
+        call.route_kind = "router"
+    call.route = gateway.pool.resolve(call.decision.model if call.decision else parsed.model)
+    state["model"], state["stream"], state["route"] = call.route.model, call.stream, call.route_kind
+    await gateway.accounting.admit(call, caller.limits)
     deadline_s = gateway.settings.server.request_timeout_s
-    if parsed.stream:
+    if call.stream:
         include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+        call.finish = lambda: gateway.accounting.record_soon(call)
         response = await proxy.stream(gateway.pool, gateway.billing, call, include_usage, deadline_s)
     else:
         response = await proxy.complete(gateway.pool, gateway.billing, call, deadline_s)
         state["upstream_seconds"] = call.upstream_seconds
-    if decision is not None:
-        response.headers["x-tollgate-router-score"] = f"{decision.score:.4f}"
-        response.headers["x-tollgate-router-threshold"] = f"{decision.threshold:.4f}"
+    if call.decision is not None:
+        response.headers["x-tollgate-router-score"] = f"{call.decision.score:.4f}"
+        response.headers["x-tollgate-router-threshold"] = f"{call.decision.threshold:.4f}"
     return response
 
 

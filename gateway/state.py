@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .accounting.service import Accounting
 from .auth import Authenticator
 from .billing import Billing
 from .config import ENGINE_KINDS, Settings
 from .engine_metrics import poll_engines
+from .fast_redis import ScriptRunner
 from .routing import Router
 from .tenants import TenantStore
 from .upstream import UpstreamPool
@@ -20,15 +22,26 @@ from .upstream import UpstreamPool
 REDIS_TIMEOUT_S = 1.0
 
 
+REDIS_MAX_CONNECTIONS = 64
+
+
 def redis_client(url: str) -> Redis:
-    """A Redis client whose every call gives up after a bounded time instead of hanging."""
-    return Redis.from_url(
+    """A Redis client whose every call gives up after a bounded time instead of hanging.
+
+    The pool blocks (up to the same timeout) when all its connections are busy, instead of
+    failing at once as redis-py's default pool does past 100 concurrent calls: under a burst,
+    requests queue for a connection for a few milliseconds rather than erroring.
+    """
+    pool = BlockingConnectionPool.from_url(
         url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_TIMEOUT_S,
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
     )
+    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 @dataclass
@@ -39,6 +52,7 @@ class GatewayState:
     auth: Authenticator
     pool: UpstreamPool
     billing: Billing
+    accounting: Accounting
     router: Router | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -50,9 +64,14 @@ class GatewayState:
             raise ValueError("settings.auth.key_hash_secret is required")
         redis = redis_client(settings.redis_url)
         store = TenantStore(redis, settings.auth.key_hash_secret.encode())
-        auth = Authenticator(store, settings.auth.cache_ttl_s, settings.auth.admin_key)
+        billing = Billing(settings)
+        scripts = ScriptRunner(redis, settings.redis_url, REDIS_TIMEOUT_S)
+        accounting = Accounting(settings, redis, scripts, billing)
+        defaults = (accounting.default_tenant_limits, accounting.default_key_limits)
+        auth = Authenticator(store, settings.auth.cache_ttl_s, settings.auth.admin_key, limit_defaults=defaults,
+                             stale_on_error_s=settings.auth.stale_on_error_s)
         router = Router(settings.router, redis) if settings.router else None
-        return cls(settings, redis, store, auth, UpstreamPool(settings), Billing(settings), router)
+        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router)
 
     async def start(self) -> None:
         self.pool.start()
@@ -62,10 +81,13 @@ class GatewayState:
             self._tasks.append(asyncio.get_running_loop().create_task(poller))
         if self.router is not None:
             self._tasks.append(asyncio.get_running_loop().create_task(self.router.refresh_forever()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self.accounting.ledger.replay_forever()))
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.accounting.ledger.drain()
+        await self.accounting.scripts.close()
         await self.pool.close()
         await self.redis.aclose()

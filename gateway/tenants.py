@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from redis.asyncio import Redis
@@ -34,6 +34,7 @@ class KeyRecord:
     key_hash: str
     created: float
     revoked: bool
+    limit_fields: dict[str, str] = field(default_factory=dict)  # "limit:<name>" overrides, prefix kept
 
     def public(self) -> dict[str, object]:
         """What may be shown about a key: never its hash."""
@@ -63,6 +64,7 @@ def key_record_from_hash(raw: dict[bytes, bytes]) -> KeyRecord | None:
         key_hash=fields["hash"],
         created=float(fields.get("created", 0)),
         revoked=fields.get("revoked") == "1",
+        limit_fields={k: v for k, v in fields.items() if k.startswith("limit:")},
     )
 
 
@@ -99,6 +101,10 @@ class TenantStore:
             "created": int(float(fields.get("created", 0))),
             "disabled": fields.get("disabled") == "1",
         }
+
+    async def tenant_fields(self, tenant_id: str) -> dict[str, str]:
+        """The tenant's raw hash (limits overrides included); empty when there is no such tenant."""
+        return _decode(await self.redis.hgetall(f"tg:tenant:{tenant_id}"))
 
     async def list_tenants(self) -> list[dict[str, object]]:
         ids = sorted(member.decode() for member in await self.redis.smembers("tg:tenants"))
@@ -155,7 +161,7 @@ class TenantStore:
         return key_record_from_hash(await self.redis.hgetall(f"tg:key:{key_id}"))
 
     async def list_keys(self, tenant_id: str | None = None) -> list[KeyRecord]:
-        owners = [tenant_id] if tenant_id else [*await self._tenant_ids(), "_admin"]
+        owners = [tenant_id] if tenant_id else [*await self.tenant_ids(), "_admin"]
         records: list[KeyRecord] = []
         for owner in owners:
             for key_id in sorted(await self.redis.smembers(f"tg:tenant:{owner}:keys")):
@@ -164,7 +170,7 @@ class TenantStore:
                     records.append(record)
         return records
 
-    async def _tenant_ids(self) -> list[str]:
+    async def tenant_ids(self) -> list[str]:
         return sorted(member.decode() for member in await self.redis.smembers("tg:tenants"))
 
     async def revoke_key(self, key_id: str) -> KeyRecord:
@@ -172,6 +178,28 @@ class TenantStore:
         if record is None:
             raise APIError(404, f"no key {key_id!r}", code="key_not_found")
         await self.redis.hset(f"tg:key:{key_id}", "revoked", "1")
+        return await self.get_key(key_id) or record
+
+    async def set_limits(self, hash_key: str, prefix: str, values: dict[str, float | None]) -> None:
+        """Write limit overrides under ``prefix``; None removes an override (back to the default)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for name, value in values.items():
+                if value is None:
+                    pipe.hdel(hash_key, prefix + name)
+                else:
+                    pipe.hset(hash_key, prefix + name, repr(value))
+            await pipe.execute()
+
+    async def set_tenant_limits(self, tenant_id: str, scope: str, values: dict[str, float | None]) -> None:
+        if await self.get_tenant(tenant_id) is None:
+            raise APIError(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
+        await self.set_limits(f"tg:tenant:{tenant_id}", f"limit:{scope}:", values)
+
+    async def set_key_limits(self, key_id: str, values: dict[str, float | None]) -> KeyRecord:
+        record = await self.get_key(key_id)
+        if record is None or record.role != "tenant":
+            raise APIError(404, f"no tenant key {key_id!r}", code="key_not_found")
+        await self.set_limits(f"tg:key:{key_id}", "limit:", values)
         return await self.get_key(key_id) or record
 
     async def has_admin_key(self) -> bool:

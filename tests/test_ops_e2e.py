@@ -17,7 +17,7 @@ def test_healthz_and_readyz(gateway: str) -> None:
 def test_gateway_metrics_count_requests_and_tokens(gateway: str, client: openai.OpenAI) -> None:
     client.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "count me"}], max_tokens=3)
     text = httpx.get(gateway + "/metrics").text
-    assert 'tollgate_requests_total{endpoint="chat",model="cheap",status="200",tenant="acme"}' in text
+    assert 'tollgate_requests_total{endpoint="chat",model="cheap",route="direct",status="200",tenant="acme"}' in text
     assert 'tollgate_tokens_total{kind="completion",model="cheap",tenant="acme"}' in text
     assert "tollgate_overhead_seconds_bucket" in text
 

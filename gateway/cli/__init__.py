@@ -6,6 +6,7 @@ import typer
 
 from .admin_cmds import keys_app, tenants_app
 from .pricing_cmds import pricing_app
+from .report_cmds import ledger_app, limits_app, report
 from .router_cmds import router_app
 from .run_cmds import engine_sim, serve
 
@@ -16,6 +17,9 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(router_app, name="router")
+app.add_typer(limits_app, name="limits")
+app.add_typer(ledger_app, name="ledger")
+app.command("report")(report)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,110 @@
+"""The two Lua scripts of the request path: admit a call, and record it.
+
+Each runs atomically in Redis in one round trip, whatever the number of replicas and workers, so
+no two calls can both take the last unit of a limit. Windows follow the Redis server's clock
+(``TIME``): a minute, a UTC day, a UTC month. A counter is a hash ``{w, used, held}``: ``w`` is the
+window it counts, ``used`` what was consumed, ``held`` what admitted calls still reserve.
+"""
+
+from __future__ import annotations
+
+from ..fast_redis import Script
+
+# Same arithmetic as periods.month_index; tested against it.
+LUA_PERIODS = """
+local function month_index(day)
+  local z = day + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  if m <= 2 then y = y + 1 end
+  return y * 12 + m - 1
+end
+local now = tonumber(redis.call('TIME')[1])
+local function window_of(kind)
+  if kind == 'm' then return math.floor(now / 60) end
+  if kind == 'd' then return math.floor(now / 86400) end
+  return month_index(math.floor(now / 86400))
+end
+local TTL = {m = 120, d = 2 * 86400 + 3600, M = 32 * 86400 + 3600}
+"""
+
+# KEYS: counters. ARGV: kind, limit, amount per counter.
+# Returns {1, 0, now, w1, v1, ...} when admitted (v: used + held after this call),
+#         {0, i, now, w1, v1, ...} when counter i would overflow (v: before this call).
+ADMIT = Script(LUA_PERIODS + """
+local windows, values = {}, {}
+local failed = 0
+for i, key in ipairs(KEYS) do
+  local kind, limit, amount = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local w = window_of(kind)
+  local state = redis.call('HMGET', key, 'w', 'used', 'held')
+  local current = 0
+  if tonumber(state[1]) == w then current = (tonumber(state[2]) or 0) + (tonumber(state[3]) or 0) end
+  windows[i], values[i] = w, current
+  if failed == 0 and current + amount > limit then failed = i end
+end
+if failed == 0 then
+  for i, key in ipairs(KEYS) do
+    local kind, amount = ARGV[3 * i - 2], ARGV[3 * i]
+    local field = (kind == 'm') and 'used' or 'held'
+    if tonumber(redis.call('HGET', key, 'w')) == windows[i] then
+      redis.call('HINCRBY', key, field, amount)
+    else
+      redis.call('HSET', key, 'w', windows[i], 'used', 0, 'held', 0)
+      redis.call('HSET', key, field, amount)
+    end
+    redis.call('EXPIRE', key, TTL[kind])
+    values[i] = values[i] + tonumber(amount)
+  end
+end
+local out = {failed == 0 and 1 or 0, failed, now}
+for i = 1, #KEYS do
+  out[#out + 1] = windows[i]
+  out[#out + 1] = values[i]
+end
+return out
+""")
+
+# KEYS: seen-marker, ledger stream, day aggregate, then counters to settle.
+# ARGV: record JSON, seen TTL, stream max length, aggregate TTL, the model, key and route values,
+#       n, n (metric, amount) pairs, then per counter: kind, window at admission (-1: nothing
+#       reserved), used delta, release. Each metric is added under every dimension (record.DIMENSIONS).
+# Returns 1 when written, 0 when this request id was already recorded (a spool replay).
+RECORD = Script(LUA_PERIODS + """
+if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) == false then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', ARGV[1])
+local dims = {'all|*|', 'model|' .. ARGV[5] .. '|', 'key|' .. ARGV[6] .. '|', 'route|' .. ARGV[7] .. '|'}
+local n = tonumber(ARGV[8])
+for i = 1, n do
+  local metric, amount = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
+  for _, dim in ipairs(dims) do redis.call('HINCRBY', KEYS[3], dim .. metric, amount) end
+end
+if n > 0 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+local base = 9 + 2 * n
+for i = 4, #KEYS do
+  local at = base + 4 * (i - 4)
+  local kind, admitted, delta, release = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3]
+  local key = KEYS[i]
+  local stored = tonumber(redis.call('HGET', key, 'w'))
+  if admitted >= 0 then
+    if stored == admitted then
+      redis.call('HINCRBY', key, 'used', delta)
+      redis.call('HINCRBY', key, 'held', -tonumber(release))
+    end
+  else
+    local w = window_of(kind)
+    if stored == w then
+      redis.call('HINCRBY', key, 'used', delta)
+    else
+      redis.call('HSET', key, 'w', w, 'used', delta, 'held', 0)
+      redis.call('EXPIRE', key, TTL[kind])
+    end
+  end
+end
+return 1
+""")
