@@ -55,6 +55,7 @@ class Call:
     status: int = 200
     error_code: str | None = None
     finish: Callable[[], None] | None = None  # records the call when a stream ends
+    ended: bool = False  # a stream's end has been billed and recorded
 
     def served_by(self, attempt: Attempt) -> None:
         self.backend, self.replica = attempt.target.backend.name, attempt.replica.url
@@ -180,11 +181,35 @@ async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage
     metrics.UPSTREAM_TTFB_SECONDS.labels(attempt.target.backend.name).observe(call.upstream_seconds)
     headers = _answer_headers(call, attempt)  # the cost is not known until the stream ends
     deadline = call.started + deadline_s
-    return StreamingResponse(
+    response = _RelayResponse(
         _relay(attempt, pool, billing, call, include_usage, deadline),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
+    response.on_unstarted = lambda: _end_stream(attempt, pool, billing, call, "client_disconnected", 0)
+    return response
+
+
+class _RelayResponse(StreamingResponse):
+    """A relayed stream that is billed and recorded even if the client left before its first byte
+    (the relay's own ``finally`` never runs for a generator that was never started)."""
+
+    on_unstarted: Callable[[], None] | None = None
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        started = False
+
+        async def watch_start(message):  # type: ignore[no-untyped-def]
+            nonlocal started
+            if message["type"] == "http.response.body":
+                started = True
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, watch_start)
+        finally:
+            if not started and self.on_unstarted is not None:
+                self.on_unstarted()
 
 
 async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: Call, include_usage: bool,
@@ -218,18 +243,26 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
         outcome = "upstream_disconnected"
         yield _error_event(f"upstream stream failed ({type(err).__name__})", outcome)
     finally:
-        # Closing also cancels the upstream request when the client went away mid-stream.
-        attempt.response.close()
-        if call.usage is None:  # cut short: bill the prompt and what was generated
-            call.usage = tokens.estimated_usage(call.body, deltas)
-        call.error_code = outcome
-        settle(pool, billing, call, attempt)
-        if outcome is not None and outcome != "client_disconnected":
-            metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
-        if call.ttft_s is not None:
-            metrics.TTFT_SECONDS.labels(call.route.model if call.route else "").observe(call.ttft_s)
-        if call.finish is not None:
-            call.finish()
+        _end_stream(attempt, pool, billing, call, outcome, deltas)
+
+
+def _end_stream(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: Call, outcome: str | None,
+                deltas: int) -> None:
+    """Close the upstream (cancelling it if the client left), bill what was generated, record the call."""
+    if call.ended:
+        return
+    call.ended = True
+    attempt.response.close()
+    if call.usage is None:  # cut short: bill the prompt and what was generated
+        call.usage = tokens.estimated_usage(call.body, deltas)
+    call.error_code = outcome
+    settle(pool, billing, call, attempt)
+    if outcome is not None and outcome != "client_disconnected":
+        metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
+    if call.ttft_s is not None:
+        metrics.TTFT_SECONDS.labels(call.route.model if call.route else "").observe(call.ttft_s)
+    if call.finish is not None:
+        call.finish()
 
 
 def _usage_chunk(call: Call) -> bytes:

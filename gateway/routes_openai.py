@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from . import proxy
@@ -33,11 +34,16 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Nobody is left to answer; the status (nginx's "client closed request") is for the record.
+        raise APIError(499, "the client closed the connection before its request was read",
+                       code="client_disconnected") from None
     try:
         body = orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:

@@ -147,3 +147,24 @@ def test_the_cli_report_matches_the_api(gateway: str, traffic: tuple[str, list[d
     assert "cheap" in table.stdout and table.stdout.splitlines()[-1].startswith("total")
     exported = run("ledger", "export", "--tenant", "ledger-tenant")
     assert len(exported.stdout.splitlines()) == len(traffic[1])
+
+
+@pytest.mark.parametrize("linger_s", [0.0, 0.03])
+def test_a_request_abandoned_before_its_answer_starts_is_still_recorded(gateway: str, linger_s: float) -> None:
+    """Gone at once (maybe before the body is read), or while the gateway waits for the first token."""
+    import socket
+
+    key = new_tenant_key(gateway, f"ledger-abandon-{int(linger_s * 1000)}")
+    body = json.dumps({"model": "slow", "messages": [{"role": "user", "content": "bye"}], "stream": True,
+                       "max_tokens": 50}).encode()
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        time.sleep(linger_s)
+    records = _ledger(gateway, key, expected=1)
+    assert len(records) == 1, records
+    record = records[0]
+    assert record["error_code"] == "client_disconnected", record
+    if record["requested_model"]:  # the body was read: the prompt was sent upstream and is billed
+        assert record["prompt_tokens"] > 0 and record["completion_tokens"] < 50
