@@ -35,6 +35,18 @@ class TenantLimits(BaseModel):
     key: LimitOverrides | None = None  # each of the tenant's keys, unless a key overrides it
 
 
+def _numbers(overrides: dict[str, str]) -> dict[str, float | int | None]:
+    """Stored override strings as JSON numbers (-1, "no limit", shows as null)."""
+    out: dict[str, float | int | None] = {}
+    for name, raw in overrides.items():
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        out[name] = None if value < 0 else (int(value) if name in ("rpm", "tpm") else value)
+    return out
+
+
 def _as_dict(limits: LimitSet) -> dict[str, float | None]:
     return {name: getattr(limits, name) for name in LIMIT_NAMES}
 
@@ -49,7 +61,7 @@ async def get_tenant_limits(request: Request, tenant_id: str) -> dict:
     effective = resolve(accounting.default_tenant_limits, accounting.default_key_limits, fields, {})
     return {
         "tenant_id": tenant_id,
-        "overrides": {"tenant": prefixed(fields, "limit:tenant:"), "key": prefixed(fields, "limit:key:")},
+        "overrides": {"tenant": _numbers(prefixed(fields, "limit:tenant:")), "key": _numbers(prefixed(fields, "limit:key:"))},
         "effective": {"tenant": _as_dict(effective.tenant), "key": _as_dict(effective.key)},
     }
 
@@ -70,4 +82,4 @@ async def set_key_limits(request: Request, key_id: str, body: LimitOverrides) ->
     fields = await gateway.store.tenant_fields(record.tenant)
     accounting = gateway.accounting
     effective = resolve(accounting.default_tenant_limits, accounting.default_key_limits, fields, record.limit_fields)
-    return {**record.public(), "overrides": prefixed(record.limit_fields, "limit:"), "effective": _as_dict(effective.key)}
+    return {**record.public(), "overrides": _numbers(prefixed(record.limit_fields, "limit:")), "effective": _as_dict(effective.key)}
