@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-slow bench clean browser
+.PHONY: serve test test-slow bench clean browser default-router
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py $(ARGS)
+
+# Rebuild the shipped default router from the dataset the project builds itself (docs/router.md).
+default-router: $(STAMP)
+	$(BIN)/tollgate router build-dataset --out .tollgate/default-router-data.jsonl
+	$(BIN)/tollgate router train --data .tollgate/default-router-data.jsonl --out router/data/default-router.json
 
 clean:
 	rm -rf $(VENV) .tollgate .pytest_cache

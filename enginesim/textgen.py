@@ -50,11 +50,21 @@ class Plan:
     finish_reason: str
 
 
+REFUSAL = "I'm sorry, but I can't help with that."
+
+
 def plan_answer(prompt: str, seed: int | None, max_tokens: int | None, stop: list[str], confidence: float = 0.9) -> Plan:
-    rng = random.Random(hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest())
+    """The answer to a prompt. Test hooks in the prompt: ``[refuse]`` gets a refusal and ``[unsure]``
+    an answer with low-probability tokens; otherwise how sure the model sounds varies a little from
+    prompt to prompt around the preset's ``confidence``."""
+    if "[refuse]" in prompt:
+        return Plan(tuple(tokens_for_text(REFUSAL))[: max_tokens or None], "stop")
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    rng = random.Random(digest)
     natural_length = rng.randint(12, 96)
     length = natural_length if max_tokens is None else min(natural_length, max_tokens)
-    tokens = [_token(rng, index, confidence) for index in range(length)]
+    sureness = 0.2 if "[unsure]" in prompt else confidence * (0.9 + 0.1 * digest[-1] / 255)
+    tokens = [_token(rng, index, sureness) for index in range(length)]
     finish = "length" if length < natural_length else "stop"
     return _apply_stop(tokens, stop, finish)
 

@@ -139,13 +139,24 @@ class PricingConfig(_Strict):
     metrics_poll_s: float = Field(2.0, gt=0)
 
 
+class CascadeConfig(_Strict):
+    """Cheap model first; the flagship only when the cheap answer's confidence is low."""
+
+    enabled: bool = False  # model="auto" cascades when the router picks the cheap model
+    escalation_threshold: float = Field(0.5, ge=0, le=1)  # default; live changes go through /admin/router
+    holdback_tokens: int = Field(16, ge=1, le=512)  # streams: tokens held back to decide
+    keep_labels: bool = True  # keep (prompt, escalated) pairs for `tollgate router train --from-ledger`
+    max_labels: int = Field(100_000, ge=100)
+
+
 class RouterConfig(_Strict):
-    """The learned cheap-or-flagship router behind ``model="auto"`` and ``model="router:<t>"``."""
+    """The learned cheap-or-flagship router behind ``model="auto"``, ``router:<t>`` and ``cascade``."""
 
     artifact: str  # a router trained with `tollgate router train`
     cheap: str  # public model names
     flagship: str
     threshold: float = Field(0.5, ge=0, le=1)  # default; live changes go through /admin/router
+    cascade: CascadeConfig = Field(default_factory=CascadeConfig)
 
 
 class LimitValues(_Strict):

@@ -3,7 +3,8 @@
 Two simulated engines stand in for self-hosted GPUs: a cheap small model and a flagship large
 one, each a real process speaking vLLM's API on a loopback port and timed by the pricing model
 for its GPUs. The gateway in front of them is configured exactly as it would be for real engines,
-including the deployments that price their calls.
+including the deployments that price their calls, and with the default router behind
+``model="auto"`` (cascade on) and ``model="cascade"``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 from enginesim.presets import PRESETS
 
-from .config import BackendConfig, DeploymentConfig, ModelConfig, ModelTarget, Settings
+from .config import BackendConfig, CascadeConfig, DeploymentConfig, ModelConfig, ModelTarget, RouterConfig, Settings
+
+# The router shipped with the project (docs/router.md says what it knows and how it was built).
+DEFAULT_ROUTER = Path(__file__).resolve().parent.parent / "router" / "data" / "default-router.json"
 
 DEMO_MODELS = (
     # public name, simulator preset, router tier
@@ -67,7 +72,11 @@ def demo_engines(settings: Settings) -> Iterator[Settings]:
             deployment = DeploymentConfig(**PRESETS[preset].as_config())
             backends.append(BackendConfig(name=f"sim-{preset}", kind="vllm", urls=[url], deployment=deployment))
             models.append(ModelConfig(name=model, tier=tier, targets=[ModelTarget(backend=f"sim-{preset}")]))
-        yield settings.model_copy(update={"backends": backends, "models": models})
+        router = settings.router or RouterConfig(
+            artifact=str(DEFAULT_ROUTER), cheap=DEMO_MODELS[0][0], flagship=DEMO_MODELS[1][0],
+            cascade=CascadeConfig(enabled=True),
+        )
+        yield settings.model_copy(update={"backends": backends, "models": models, "router": router})
     finally:
         for process in processes:
             process.terminate()

@@ -54,6 +54,11 @@ class Call:
     answered: bool = False
     status: int = 200
     error_code: str | None = None
+    escalated: bool = False  # a cascade sent it on to the flagship
+    confidence: float | None = None  # the cascade's confidence in the cheap answer
+    strip_logprobs: bool = False  # the gateway asked for logprobs the client did not want
+    prior_price: Price | None = None  # an escalated cascade: what the cheap call cost
+    prior_usage: dict | None = None
     finish: Callable[[], None] | None = None  # records the call when a stream ends
     ended: bool = False  # a stream's end has been billed and recorded
 
@@ -68,10 +73,12 @@ def settle(pool: UpstreamPool, billing: Billing, call: Call, attempt: Attempt) -
     assert call.route is not None
     flagship = pool.backends.get(billing.flagship_backend or "")
     flagship_load = next((r.load for r in flagship.replicas if r.load is not None), None) if flagship else None
-    call.price = billing.price(attempt.target.backend.name, attempt.target.upstream_model, call.usage,
-                               attempt.replica.load, flagship_load)
+    price = billing.price(attempt.target.backend.name, attempt.target.upstream_model, call.usage,
+                          attempt.replica.load, flagship_load)
     metrics.record_usage(call.tenant, call.route.model, call.usage)
-    metrics.COST_USD.labels(call.tenant, call.route.model).inc(call.price.cost_usd)
+    metrics.COST_USD.labels(call.tenant, call.route.model).inc(price.cost_usd)
+    prior = call.prior_price  # an escalated cascade pays for both calls; flagship-only makes the second
+    call.price = price if prior is None else Price(prior.cost_usd + price.cost_usd, price.flagship_cost_usd, price.source)
     return call.price
 
 
@@ -87,10 +94,23 @@ def _answer_headers(call: Call, attempt: Attempt) -> dict[str, str]:
 
 async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s: float) -> Response:
     """A non-streamed call: one JSON answer, priced and labelled in headers."""
+    answer, attempt = await fetch_whole(pool, billing, call, call.body, deadline_s)
+    return respond_whole(call, answer, attempt)
+
+
+def respond_whole(call: Call, answer: dict, attempt: Attempt) -> Response:
+    if call.strip_logprobs:
+        for choice in answer.get("choices") or ():
+            choice.pop("logprobs", None)
+    return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
+
+
+async def fetch_whole(pool: UpstreamPool, billing: Billing, call: Call, body: dict, deadline_s: float) -> tuple[dict, Attempt]:
+    """Send ``body`` on the call's route and read the whole answer; the call is priced from it."""
     try:
         async with asyncio.timeout(deadline_s):
             upstream_started = time.perf_counter()
-            attempt = await pool.send(call.route, call.endpoint, call.body, call.request_id)
+            attempt = await pool.send(call.route, call.endpoint, body, call.request_id)
             try:
                 raw = await attempt.response.read()
             finally:
@@ -116,7 +136,7 @@ async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s:
     call.usage = answer["usage"]
     call.answered = True
     settle(pool, billing, call, attempt)
-    return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
+    return answer, attempt
 
 
 def _answer_tokens(answer: dict) -> int:
@@ -161,7 +181,13 @@ async def _prime(response: aiohttp.ClientResponse) -> tuple[sse.Event, AsyncIter
 
 async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage: bool, deadline_s: float) -> Response:
     """A streamed call: retries happen before the first event; after that, errors end the stream cleanly."""
-    body = {**call.body, "stream_options": {**(call.body.get("stream_options") or {}), "include_usage": True}}
+    attempt = await open_stream(pool, call, call.body, deadline_s)
+    return relay_response(pool, billing, call, attempt, include_usage, deadline_s)
+
+
+async def open_stream(pool: UpstreamPool, call: Call, body: dict, deadline_s: float) -> Attempt:
+    """Send a streamed request (asking for usage) and read its first event, retrying before that."""
+    body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
     upstream_started = time.perf_counter()
     try:
         async with asyncio.timeout(deadline_s):
@@ -179,6 +205,12 @@ async def stream(pool: UpstreamPool, billing: Billing, call: Call, include_usage
         raise upstream_rejection(attempt, raw)
     call.upstream_seconds = time.perf_counter() - upstream_started
     metrics.UPSTREAM_TTFB_SECONDS.labels(attempt.target.backend.name).observe(call.upstream_seconds)
+    return attempt
+
+
+def relay_response(pool: UpstreamPool, billing: Billing, call: Call, attempt: Attempt, include_usage: bool,
+                   deadline_s: float) -> Response:
+    """The client's stream, relayed from an opened (primed) upstream attempt."""
     headers = _answer_headers(call, attempt)  # the cost is not known until the stream ends
     deadline = call.started + deadline_s
     response = _RelayResponse(
@@ -288,6 +320,9 @@ def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> tuple[bytes 
     if not isinstance(chunk, dict) or "error" in chunk:
         return sse.encode(data), False
     chunk["model"] = call.route.model
+    if call.strip_logprobs:
+        for choice in chunk.get("choices") or ():
+            choice.pop("logprobs", None)
     usage = chunk.get("usage")
     if usage:
         call.usage = usage

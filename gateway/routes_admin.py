@@ -123,3 +123,18 @@ async def set_thresholds(request: Request, body: RouterThresholds) -> dict:
                 pipe.hset(THRESHOLDS_KEY, f"tenant:{tenant}", value)
         await pipe.execute()
     return await get_thresholds(request)
+
+
+@router.get("/router/labels")
+async def router_labels(request: Request, after: str | None = None, limit: int = 1000) -> dict:
+    """Cascade outcomes as router training data (prompt, weak, strong), oldest first."""
+    gateway = await admin_gateway(request)
+    if gateway.labels is None:
+        raise APIError(404, "labels are not kept (router.cascade.keep_labels is off or there is no router)",
+                       code="labels_disabled")
+    if not 1 <= limit <= 10_000:
+        raise APIError(400, "limit must be between 1 and 10000", code="invalid_value", param="limit")
+    if after is not None and not all(part.isdigit() for part in after.split("-", 1)):
+        raise APIError(400, "after must be a cursor returned as next", code="invalid_value", param="after")
+    labels, cursor = await gateway.labels.read(after, limit)
+    return {"object": "list", "data": labels, "next": cursor}

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from . import proxy
+from . import cascade, proxy
 from .auth import Caller
 from .errors import APIError, from_validation_error
 from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
@@ -93,6 +93,39 @@ async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[Co
 async def _record(gateway: GatewayState, call: proxy.Call) -> None:
     # Shielded: a client that hangs up must not cancel the write of what it cost.
     await asyncio.shield(gateway.accounting.record(call))
+    _keep_label(gateway, call)
+
+
+def _record_soon(gateway: GatewayState, call: proxy.Call) -> None:
+    gateway.accounting.record_soon(call)
+    _keep_label(gateway, call)
+
+
+def _keep_label(gateway: GatewayState, call: proxy.Call) -> None:
+    if gateway.labels is not None and call.route_kind == "cascade" and call.answered:
+        gateway.labels.keep(call.body, call.tenant, call.escalated, call.confidence)
+
+
+def _single(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
+    """The cascade judges one answer: requests for several (``n`` > 1) are routed, not cascaded."""
+    return (parsed.n or 1) == 1
+
+
+async def _answer(gateway: GatewayState, call: proxy.Call, include_usage: bool) -> Response:
+    deadline_s = gateway.settings.server.request_timeout_s
+    pool, billing = gateway.pool, gateway.billing
+    if call.route_kind == "cascade":
+        router = gateway.router
+        assert router is not None
+        flagship = pool.resolve(router.config.flagship)
+        threshold = router.escalation_threshold
+        if call.stream:
+            holdback = router.config.cascade.holdback_tokens
+            return await cascade.stream(pool, billing, call, flagship, threshold, holdback, include_usage, deadline_s)
+        return await cascade.complete(pool, billing, call, flagship, threshold, deadline_s)
+    if call.stream:
+        return await proxy.stream(pool, billing, call, include_usage, deadline_s)
+    return await proxy.complete(pool, billing, call, deadline_s)
 
 
 async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: proxy.Call,
@@ -103,19 +136,21 @@ async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: 
         call.requested_model = call.body["model"]
     parsed = validate(spec, call.body)
     call.stream = bool(parsed.stream)
-    if gateway.router is not None and gateway.router.wants(parsed.model):
-        call.decision = gateway.router.route(parsed.model, call.body, caller.tenant)
-        call.route_kind = "router"
+    router = gateway.router
+    if router is not None and router.wants(parsed.model):
+        call.decision = router.route(parsed.model, call.body, caller.tenant)
+        call.route_kind = "cascade" if router.cascades(parsed.model, call.decision) and _single(parsed) else "router"
+    elif parsed.model == "cascade" or parsed.model == "auto":
+        raise APIError(404, f"model {parsed.model!r} needs a router (the `router` config block)",
+                       code="model_not_found", param="model")
     call.route = gateway.pool.resolve(call.decision.model if call.decision else parsed.model)
     state["model"], state["stream"], state["route"] = call.route.model, call.stream, call.route_kind
     await gateway.accounting.admit(call, caller.limits)
-    deadline_s = gateway.settings.server.request_timeout_s
+    include_usage = bool(call.stream and parsed.stream_options and parsed.stream_options.include_usage)
     if call.stream:
-        include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-        call.finish = lambda: gateway.accounting.record_soon(call)
-        response = await proxy.stream(gateway.pool, gateway.billing, call, include_usage, deadline_s)
-    else:
-        response = await proxy.complete(gateway.pool, gateway.billing, call, deadline_s)
+        call.finish = lambda: _record_soon(gateway, call)
+    response = await _answer(gateway, call, include_usage)
+    if not call.stream:
         state["upstream_seconds"] = call.upstream_seconds
     if call.decision is not None:
         response.headers["x-tollgate-router-score"] = f"{call.decision.score:.4f}"

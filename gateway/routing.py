@@ -1,4 +1,4 @@
-"""The router on the request path: ``model="auto"`` and ``model="router:<threshold>"``.
+"""The router on the request path: ``model="auto"``, ``model="router:<threshold>"`` and ``cascade``.
 
 ``auto`` uses the tenant's threshold (a per-tenant override, else the global one); both live in
 Redis and every worker refreshes its copy twice a second, so a change reaches every replica
@@ -67,7 +67,15 @@ class Router:
         self.thresholds: dict[str, float] = {}
 
     def wants(self, model: str) -> bool:
-        return model == "auto" or model.startswith("router:")
+        return model in ("auto", "cascade") or model.startswith("router:")
+
+    def cascades(self, model: str, decision: Decision) -> bool:
+        """``cascade`` always starts cheap; ``auto`` and ``router:<t>`` when the cascade is enabled."""
+        return decision.model == self.config.cheap and (model == "cascade" or self.config.cascade.enabled)
+
+    @property
+    def escalation_threshold(self) -> float:
+        return self.thresholds.get("escalation", self.config.cascade.escalation_threshold)
 
     def tenant_threshold(self, tenant: str) -> float:
         return self.thresholds.get(f"tenant:{tenant}", self.thresholds.get("global", self.config.threshold))
@@ -80,7 +88,10 @@ class Router:
             text = prompt_text(body)
         except ValueError:
             text = ""
-        return decide(self.model.score(text), threshold, self.config.cheap, self.config.flagship)
+        decision = decide(self.model.score(text), threshold, self.config.cheap, self.config.flagship)
+        if model == "cascade":  # the cascade's own judgement replaces the router's
+            return Decision(decision.score, decision.threshold, self.config.cheap)
+        return decision
 
     async def refresh_forever(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from .billing import Billing
 from .config import ENGINE_KINDS, Settings
 from .engine_metrics import poll_engines
 from .fast_redis import ScriptRunner
+from .labels import LabelKeeper
 from .routing import Router
 from .tenants import TenantStore
 from .upstream import UpstreamPool
@@ -54,6 +55,7 @@ class GatewayState:
     billing: Billing
     accounting: Accounting
     router: Router | None = None
+    labels: LabelKeeper | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -71,7 +73,9 @@ class GatewayState:
         auth = Authenticator(store, settings.auth.cache_ttl_s, settings.auth.admin_key, limit_defaults=defaults,
                              stale_on_error_s=settings.auth.stale_on_error_s)
         router = Router(settings.router, redis) if settings.router else None
-        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router)
+        cascade = settings.router.cascade if settings.router else None
+        labels = LabelKeeper(redis, cascade.max_labels) if cascade and cascade.keep_labels else None
+        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels)
 
     async def start(self) -> None:
         self.pool.start()

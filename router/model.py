@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .features import FeatureSettings, featurize
+import numpy as np
 
-FORMAT = "tollgate-router/1"
+from .features import FeatureSettings, clipped, ngram_counts, structural, tokens_of
+
+FORMAT = "tollgate-router/2"  # 2: integer-mixed bigram hashes, clipped long prompts
 
 
 @dataclass(frozen=True)
@@ -24,16 +26,31 @@ class RouterModel:
     weights: dict[int, float]
     bias: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    dense: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A dense copy of the weights (2 MB) turns scoring into one gather and one dot product.
+        dense = np.zeros(self.settings.size, dtype=np.float64)
+        for index, value in self.weights.items():
+            dense[index] = value
+        object.__setattr__(self, "dense", dense)
 
     def score(self, text: str) -> float:
         """P(strong wins | prompt), from 0 to 1."""
-        z = self.bias + sum(value * self.weights.get(index, 0.0) for index, value in featurize(text, self.settings).items())
+        kept = clipped(text, self.settings)
+        tokens = tokens_of(kept)
+        buckets, values = ngram_counts(tokens, self.settings)
+        z = self.bias + float(self.dense[buckets] @ values)
+        base = self.settings.buckets
+        for offset, value in enumerate(structural(kept, tokens, len(text))):
+            z += value * self.dense[base + offset]
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
     def save(self, path: str | Path) -> None:
         document = {
             "format": FORMAT,
-            "features": {"buckets": self.settings.buckets, "ngram_max": self.settings.ngram_max},
+            "features": {"buckets": self.settings.buckets, "ngram_max": self.settings.ngram_max,
+                         "head_chars": self.settings.head_chars, "tail_chars": self.settings.tail_chars},
             "bias": self.bias,
             "weights": [[index, round(value, 6)] for index, value in sorted(self.weights.items())],
             "metadata": self.metadata,

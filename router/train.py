@@ -42,7 +42,8 @@ def fit(examples: list[Example], settings: FeatureSettings | None = None, regula
     labels = np.array([1 if e.strong_wins else 0 for e in examples])
     if labels.min() == labels.max():
         raise ValueError("the data needs prompts where the strong model wins and prompts where it does not")
-    classifier = LogisticRegression(C=regularization, class_weight="balanced", max_iter=2000, solver="liblinear")
+    classifier = LogisticRegression(C=regularization, class_weight="balanced", max_iter=2000, solver="liblinear",
+                                    random_state=0)
     classifier.fit(_matrix(examples, settings), labels)
     coefficients = classifier.coef_[0]
     weights = {int(i): float(coefficients[i]) for i in np.flatnonzero(np.abs(coefficients) > 1e-6)}

@@ -71,7 +71,7 @@ def test_cross_validated_router_beats_random_and_artifact_is_plain_json(tmp_path
     path = tmp_path / "router.json"
     model.save(path)
     document = json.loads(path.read_text())
-    assert document["format"] == "tollgate-router/1" and document["metadata"]["data_sha256"]
+    assert document["format"] == "tollgate-router/2" and document["metadata"]["data_sha256"]
     reloaded = load(path)
     assert [reloaded.score(e.text) for e in examples[:20]] == pytest.approx([model.score(e.text) for e in examples[:20]], abs=1e-5)
     (tmp_path / "bad.json").write_text('{"format": "pickle"}')

@@ -56,6 +56,12 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
         assert {m.id for m in client.models.list()} == {"llama-3.1-8b", "llama-3.1-70b"}
         answer = client.chat.completions.create(model="llama-3.1-8b", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
         assert answer.choices[0].message.content
+        # The shipped default router sits behind model="auto", with the cascade on.
+        easy = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": "hi there!"}])
+        hard = client.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content":
+            "In a spin-1/2 system with Hamiltonian H = 3 sigma_z, what is the expectation of sigma_x after time t? Choose A-D."}])
+        assert float(easy.headers["x-tollgate-router-score"]) < 0.5 < float(hard.headers["x-tollgate-router-score"])
+        assert easy.headers["x-tollgate-escalated"] in ("true", "false") and hard.headers["x-tollgate-model"] == "llama-3.1-70b"
     finally:
         stop(process)
     assert (tmp_path / ".tollgate" / "valkey" / "appendonlydir").is_dir()

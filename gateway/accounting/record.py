@@ -51,6 +51,7 @@ class CallRecord:
     router_score: float | None = None
     router_threshold: float | None = None
     escalated: bool = False
+    cascade_confidence: float | None = None
     cache: str = "none"  # none or exact
     cache_saved_usd: float = 0.0
     moderation: str = "none"

@@ -83,8 +83,7 @@ class Accounting:
 
 def record_of(call: Call) -> CallRecord:
     """The ledger record of a call, from what the gateway learned while serving it."""
-    usage = call.usage or {}
-    details = usage.get("prompt_tokens_details") or {}
+    usage, prior = call.usage or {}, call.prior_usage or {}
     decision = call.decision
     price = call.price
     return CallRecord(
@@ -102,15 +101,26 @@ def record_of(call: Call) -> CallRecord:
         stream=call.stream,
         status=call.status,
         error_code=call.error_code,
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        cached_tokens=int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-        usage_estimated=bool(usage.get("estimated")),
+        prompt_tokens=_tokens(usage, "prompt_tokens") + _tokens(prior, "prompt_tokens"),
+        cached_tokens=_cached(usage) + _cached(prior),
+        completion_tokens=_tokens(usage, "completion_tokens") + _tokens(prior, "completion_tokens"),
+        usage_estimated=bool(usage.get("estimated") or prior.get("estimated")),
         cost_usd=price.cost_usd if price else 0.0,
         flagship_cost_usd=price.flagship_cost_usd if price else None,
         cost_source=price.source if price else "",
         router_score=round(decision.score, 6) if decision else None,
         router_threshold=decision.threshold if decision else None,
+        escalated=call.escalated,
+        cascade_confidence=call.confidence,
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
         ttft_ms=round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
     )
+
+
+def _tokens(usage: dict, name: str) -> int:
+    return int(usage.get(name) or 0)
+
+
+def _cached(usage: dict) -> int:
+    details = usage.get("prompt_tokens_details") or {}
+    return int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0

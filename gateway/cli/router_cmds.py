@@ -1,4 +1,4 @@
-"""``tollgate router …``: train and evaluate the cheap-or-flagship router offline."""
+"""``tollgate router …``: train, evaluate and calibrate the router offline; set live thresholds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from typing import Optional
 
 import typer
 
-router_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the cheap-or-flagship router.")
+from .admin_cmds import _ADMIN_KEY, _URL, _call
+
+router_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and calibrate the router; set live thresholds.")
+_CHEAP_COST = typer.Option(None, "--cheap-cost-usd", help="Mean cost of one call to the cheap model (USD).")
+_STRONG_COST = typer.Option(None, "--strong-cost-usd", help="Mean cost of one call to the strong model (USD).")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
 
 
 def _examples(data: Path):
@@ -17,25 +26,81 @@ def _examples(data: Path):
     try:
         return load(data)
     except DataError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(err)) from None
+
+
+def _scores(examples, router: Optional[Path], cv: Optional[int]) -> list[float]:
+    """Each prompt's score from a saved router, or (honestly) from K-fold cross-validation."""
+    from router.model import RouterFileError, load
+    from router.train import cross_validated_scores
+
+    if (router is None) == (cv is None):
+        raise _fail("give exactly one of --router or --cv")
+    try:
+        if router is not None:
+            model = load(router)
+            return [model.score(e.text) for e in examples]
+        return cross_validated_scores(examples, cv)
+    except (RouterFileError, ValueError) as err:
+        raise _fail(str(err)) from None
+
+
+def _costs(cheap: Optional[float], strong: Optional[float]) -> tuple[float, float] | None:
+    if (cheap is None) != (strong is None):
+        raise _fail("give both --cheap-cost-usd and --strong-cost-usd, or neither")
+    return None if cheap is None else (cheap, strong)  # type: ignore[return-value]
+
+
+def _ledger_examples(url: str, admin_key: str):
+    """Cascade outcomes the gateway kept: escalated prompts count as strong wins."""
+    from router.data import parse_record
+
+    examples, params = [], {"limit": 10_000}
+    while True:
+        page = _call("GET", url, admin_key, "/admin/router/labels", params=params)
+        examples += [parse_record(label) for label in page["data"]]
+        if not page["next"]:
+            return examples
+        params["after"] = page["next"]
+
+
+@router_app.command("build-dataset")
+def build_dataset_cmd(
+    out: Path = typer.Option(..., help="Where to write the JSON Lines."),
+    size: int = typer.Option(6000, min=100, help="About how many prompts."),
+    seed: int = typer.Option(7, help="Random seed; the same seed gives the same file."),
+) -> None:
+    """The default router's training data: templated prompts labelled from published accuracies (router/dataset.py)."""
+    from router.dataset import write
+
+    typer.echo(f"wrote {out}: {write(out, size, seed)} prompts")
 
 
 @router_app.command("train")
 def train_cmd(
-    data: Path = typer.Option(..., help="JSON Lines: per-prompt weak/strong scores or pairwise winners (docs/router.md)."),
     out: Path = typer.Option(..., help="Where to write the router (JSON)."),
+    data: Optional[Path] = typer.Option(None, help="JSON Lines: per-prompt weak/strong scores or pairwise winners (docs/router.md)."),
+    from_ledger: bool = typer.Option(False, "--from-ledger", help="Also train on the cascade's escalation outcomes kept by a running gateway."),
     regularization: float = typer.Option(1.0, min=1e-6, help="Inverse regularization strength (C)."),
+    url: str = _URL,
+    admin_key: Optional[str] = typer.Option(None, "--admin-key", envvar="TOLLGATE_ADMIN_KEY", help="With --from-ledger."),
 ) -> None:
     """Fit a router that predicts P(strong model wins | prompt)."""
     from router.train import fit
 
-    examples = _examples(data)
+    if data is None and not from_ledger:
+        raise _fail("give --data, --from-ledger, or both")
+    examples = _examples(data) if data is not None else []
+    if from_ledger:
+        if not admin_key:
+            raise _fail("--from-ledger needs an admin key (--admin-key or TOLLGATE_ADMIN_KEY)")
+        learned = _ledger_examples(url, admin_key)
+        typer.echo(f"{len(learned)} cascade outcomes from {url} ({sum(e.strong_wins for e in learned)} escalated)")
+        examples += learned
     try:
         model = fit(examples, regularization=regularization)
     except ValueError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(err)) from None
     model.save(out)
     metrics = model.metadata["in_sample"]
     typer.echo(f"wrote {out}: {len(examples)} examples, in-sample APGR {metrics['apgr']:.3f} "
@@ -47,32 +112,98 @@ def eval_cmd(
     data: Path = typer.Option(..., help="Labelled JSON Lines, as for train."),
     router: Optional[Path] = typer.Option(None, help="A trained router to score the data with."),
     cv: Optional[int] = typer.Option(None, min=2, help="Instead: K-fold cross-validation (each prompt scored by a router trained on the other folds)."),
+    cheap_cost: Optional[float] = _CHEAP_COST,
+    strong_cost: Optional[float] = _STRONG_COST,
+    plot: Optional[Path] = typer.Option(None, help="Write the curve as SVG (quality against cost when costs are given)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """APGR, CPT(50%), CPT(80%) and the quality curve over 11 score quantiles."""
+    """APGR, CPT(50%), CPT(80%) and the quality (and cost) curve over 11 score quantiles."""
     from router.evaluate import evaluate
-    from router.model import RouterFileError, load
-    from router.train import cross_validated_scores
+    from router.plot import curve_svg
 
-    if (router is None) == (cv is None):
-        typer.echo("error: give exactly one of --router or --cv", err=True)
-        raise typer.Exit(2)
     examples = _examples(data)
-    try:
-        if router is not None:
-            model = load(router)
-            scores = [model.score(e.text) for e in examples]
-        else:
-            scores = cross_validated_scores(examples, cv)
-    except (RouterFileError, ValueError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    result = evaluate(scores, examples)
+    costs = _costs(cheap_cost, strong_cost)
+    result = evaluate(_scores(examples, router, cv), examples)
+    if costs is not None:
+        for point in result.curve:
+            point["cost_per_call_usd"] = (1 - point["strong_share"]) * costs[0] + point["strong_share"] * costs[1]
+    if plot is not None:
+        x_key, x_label = ("cost_per_call_usd", "USD per call") if costs else ("strong_share", "share of calls to the strong model")
+        points = [(p[x_key], p["quality"]) for p in result.curve]
+        plot.write_text(curve_svg(points, x_label, result.weak_quality, result.strong_quality,
+                                  f"Routing curve: APGR {result.apgr:.3f}"))
     if as_json:
         typer.echo(json.dumps(result.as_dict()))
         return
     typer.echo(f"weak quality {result.weak_quality:.3f}, strong quality {result.strong_quality:.3f}")
     typer.echo(f"APGR {result.apgr:.3f}   CPT(50%) {result.cpt50:.1f}% of calls   CPT(80%) {result.cpt80:.1f}% of calls")
-    typer.echo("threshold  strong calls  quality")
+    typer.echo("threshold  strong calls  quality" + ("  USD/call" if costs else ""))
     for point in result.curve:
-        typer.echo(f"{point['threshold']:9.4f}  {100 * point['strong_share']:11.1f}%  {point['quality']:.3f}")
+        cost = f"  {point['cost_per_call_usd']:.6f}" if costs else ""
+        typer.echo(f"{point['threshold']:9.4f}  {100 * point['strong_share']:11.1f}%  {point['quality']:.3f}{cost}")
+
+
+@router_app.command("calibrate")
+def calibrate_cmd(
+    data: Path = typer.Option(..., help="Labelled JSON Lines, as for train."),
+    router: Optional[Path] = typer.Option(None, help="The router whose threshold is chosen."),
+    cv: Optional[int] = typer.Option(None, min=2, help="Instead: calibrate on cross-validated scores."),
+    strong_fraction: Optional[float] = typer.Option(None, help="At most this share of calls to the strong model."),
+    max_cost_usd: Optional[float] = typer.Option(None, help="At most this mean cost per call (needs both costs)."),
+    min_quality: Optional[float] = typer.Option(None, help="At least this mean quality, with the fewest strong calls."),
+    cheap_cost: Optional[float] = _CHEAP_COST,
+    strong_cost: Optional[float] = _STRONG_COST,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The threshold that meets one target on this data; apply it with `tollgate router set`."""
+    from router import calibrate
+
+    targets = [t for t in (strong_fraction, max_cost_usd, min_quality) if t is not None]
+    if len(targets) != 1:
+        raise _fail("give exactly one of --strong-fraction, --max-cost-usd or --min-quality")
+    examples = _examples(data)
+    costs = _costs(cheap_cost, strong_cost)
+    scores = _scores(examples, router, cv)
+    try:
+        if strong_fraction is not None:
+            result = calibrate.for_strong_share(strong_fraction, scores, examples, costs)
+        elif max_cost_usd is not None:
+            if costs is None:
+                raise ValueError("--max-cost-usd needs --cheap-cost-usd and --strong-cost-usd")
+            result = calibrate.for_max_cost(max_cost_usd, costs, scores, examples)
+        else:
+            result = calibrate.for_min_quality(min_quality, scores, examples, costs)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    if as_json:
+        typer.echo(json.dumps(result.__dict__))
+        return
+    cost = f", {result.cost_per_call_usd:.6f} USD per call" if result.cost_per_call_usd is not None else ""
+    typer.echo(f"threshold {result.threshold:.6f}: {100 * result.strong_share:.1f}% strong calls, "
+               f"quality {result.quality:.3f}{cost}")
+
+
+@router_app.command("set")
+def set_cmd(
+    threshold: Optional[float] = typer.Option(None, min=0, max=1, help="The global threshold (model=\"auto\")."),
+    escalation: Optional[float] = typer.Option(None, min=0, max=1, help="The cascade's escalation threshold."),
+    tenant: list[str] = typer.Option([], help="A per-tenant threshold, NAME=T (NAME=none removes it). Repeatable."),
+    url: str = _URL,
+    admin_key: str = _ADMIN_KEY,
+) -> None:
+    """Change live thresholds; every gateway replica applies them within a second."""
+    overrides: dict[str, float | None] = {}
+    for item in tenant:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name] = None if value.lower() == "none" else float(value)
+        except ValueError:
+            raise _fail(f"--tenant wants NAME=THRESHOLD, got {item!r}") from None
+    payload = {"threshold": threshold, "escalation": escalation, "tenants": overrides}
+    typer.echo(json.dumps(_call("PUT", url, admin_key, "/admin/router/thresholds", json=payload), indent=2))
+
+
+@router_app.command("show")
+def show_cmd(url: str = _URL, admin_key: str = _ADMIN_KEY) -> None:
+    """The live thresholds."""
+    typer.echo(json.dumps(_call("GET", url, admin_key, "/admin/router/thresholds"), indent=2))

@@ -1,0 +1,91 @@
+"""How long the router's decision takes on the request path, by prompt size (not a test).
+
+Times ``gateway.routing.Router.route`` (prompt extraction, featurization, the sparse dot product
+and the threshold rule) on chat bodies from 100 characters to 200 KB, on one pinned core, and
+reports p50 and p99. Target (issue #4): p99 at most 200 us. Writes a table to docs/router.md.
+
+    python bench/router_decision.py [--iterations 3000] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIZES = (100, 330, 2_000, 20_000, 200_000)
+
+
+def _prompt(chars: int, rng: random.Random) -> str:
+    words = "explain how the cache handles a prefix when the batch grows and why the cost per token falls".split()
+    text = []
+    while sum(len(w) + 1 for w in text) < chars:
+        text.append(rng.choice(words))
+    return " ".join(text)[:chars] + "?"
+
+
+def measure(iterations: int) -> list[tuple[int, float, float]]:
+    from gateway.config import RouterConfig
+    from gateway.routing import Router
+    from router.train import fit
+    from tests.router_data import synthetic_examples
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(tmp) / "router.json"
+        fit(synthetic_examples(2000)).save(artifact)
+        router = Router(RouterConfig(artifact=str(artifact), cheap="cheap", flagship="flagship"), redis=None)  # type: ignore[arg-type]
+    rng = random.Random(0)
+    rows = []
+    for size in SIZES:
+        body = {"model": "auto", "messages": [{"role": "system", "content": "You are helpful."},
+                                              {"role": "user", "content": _prompt(size, rng)}]}
+        for _ in range(50):
+            router.route("auto", body, "tenant")
+        samples = []
+        for _ in range(iterations):
+            started = time.perf_counter_ns()
+            router.route("auto", body, "tenant")
+            samples.append((time.perf_counter_ns() - started) / 1000)
+        samples.sort()
+        rows.append((size, statistics.median(samples), samples[int(0.99 * len(samples)) - 1]))
+    return rows
+
+
+def table(rows: list[tuple[int, float, float]]) -> str:
+    lines = ["| prompt size (chars) | p50 us | p99 us |", "|---:|---:|---:|"]
+    lines += [f"| {size:,} | {p50:.0f} | {p99:.0f} |" for size, p50, p99 in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    result = table(measure(args.iterations))
+    print(result)
+    if not args.no_write:
+        doc = ROOT / "docs" / "router.md"
+        text = doc.read_text()
+        section = f"<!-- decision:start -->\nMeasured {time.strftime('%Y-%m-%d')} on one pinned core.\n\n{result}\n<!-- decision:end -->"
+        if "<!-- decision:start -->" in text:
+            text = re.sub(r"<!-- decision:start -->.*?<!-- decision:end -->", lambda _: section, text, flags=re.S)
+        else:
+            text += "\n## Decision time on the request path\n\n`python bench/router_decision.py`: the whole decision " \
+                    "(prompt extraction, features, score, threshold) by prompt size. Target: p99 at most 200 us.\n\n" + section + "\n"
+        doc.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
