@@ -33,6 +33,7 @@ class Caller:
     tenant: str
     role: str
     limits: CallerLimits = _NO_LIMITS
+    moderation: str | None = None  # the tenant's moderation overrides (JSON), if any
 
     @property
     def is_admin(self) -> bool:
@@ -105,7 +106,7 @@ class Authenticator:
         if not tenant_fields or tenant_fields.get("disabled") == "1":
             return None
         limits = resolve(*self.limit_defaults, tenant_fields, record.limit_fields)  # type: ignore[union-attr]
-        return Caller(caller.key_id, caller.tenant, caller.role, limits)
+        return Caller(caller.key_id, caller.tenant, caller.role, limits, tenant_fields.get("moderation"))
 
     def _stale_or_unavailable(self, cached: _Entry | None, now: float, err: Exception) -> Caller | None:
         """Redis is unreachable: a key verified recently keeps working (fail open for known keys)."""

@@ -72,10 +72,10 @@ async def complete(pool: UpstreamPool, billing: Billing, call: proxy.Call, flags
     else:
         call.confidence = whole_confidence(answer).score
         if call.confidence >= threshold:
-            return _headers(proxy.respond_whole(call, answer, attempt), call)
+            return _headers(await proxy.respond_whole(call, answer, attempt), call)
     _escalate(call, flagship)
     answer, attempt = await proxy.fetch_whole(pool, billing, call, call.body, _remaining(call, deadline_s))
-    return _headers(proxy.respond_whole(call, answer, attempt), call)
+    return _headers(await proxy.respond_whole(call, answer, attempt), call)
 
 
 async def stream(pool: UpstreamPool, billing: Billing, call: proxy.Call, flagship: Route, threshold: float,

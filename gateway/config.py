@@ -187,6 +187,43 @@ class LedgerConfig(_Strict):
     dedupe_ttl_s: int = Field(900, ge=60)
 
 
+class ModerationPattern(_Strict):
+    name: str = Field("custom", max_length=60)
+    pattern: str = Field(max_length=500)
+
+
+class ClassifierConfig(_Strict):
+    artifact: str  # from `tollgate moderation train`
+    threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class ExternalModerationConfig(_Strict):
+    """An OpenAI /v1/moderations-shaped classifier (e.g. Llama Guard served by vLLM)."""
+
+    url: str  # base URL, e.g. http://10.0.0.9:8000/v1
+    model: str | None = None
+    api_key: str | None = None
+    timeout_s: float = Field(1.0, gt=0, le=30)
+    on_error: Literal["open", "closed"] = "open"
+    check_output: bool = False  # also classify whole answers (streams are not sent)
+
+
+class ModerationConfig(_Strict):
+    """Prompt and answer checks; a tenant's overrides (admin API) are applied on top."""
+
+    enabled: bool = True
+    input: dict[str, str] = Field(default_factory=dict)  # category -> allow|flag|redact|block
+    output: dict[str, str] = Field(default_factory=dict)
+    patterns: list[ModerationPattern] = Field(default_factory=list)
+    deny_list: list[str] = Field(default_factory=list)
+    injection_threshold: float = Field(0.5, gt=0, le=1)
+    classifier: ClassifierConfig | None = None
+    external: ExternalModerationConfig | None = None
+    # Streamed answers are released this many characters behind the newest token when output
+    # checks are on: longer catches longer secrets split across chunks, but delays the first token.
+    stream_window_chars: int = Field(128, ge=16, le=8192)
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis_url: str | None = None
@@ -198,6 +235,7 @@ class Settings(_Strict):
     router: RouterConfig | None = None
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    moderation: ModerationConfig = Field(default_factory=ModerationConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:

@@ -46,8 +46,10 @@ class APIError(Exception):
         param: str | None = None,
         type: str | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
+        self.extra = extra or {}  # more fields for the error object (e.g. moderation categories)
         self.status = status
         self.message = message
         self.code = code
@@ -62,6 +64,7 @@ class APIError(Exception):
                 "type": self.type,
                 "param": self.param,
                 "code": self.code,
+                **self.extra,
             }
         }
 

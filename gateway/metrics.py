@@ -32,6 +32,10 @@ ESCALATIONS = Counter(
     "tollgate_escalations_total", "Cascade calls escalated from the cheap model to the flagship.", ["tenant"],
 )
 CACHE_HITS = Counter("tollgate_cache_hits_total", "Requests answered from the response cache.", ["tenant", "kind"])
+MODERATION = Counter(
+    "tollgate_moderation_total", "Moderation findings, by tenant, direction, category and the action taken.",
+    ["tenant", "direction", "category", "action"],
+)
 STORE_ERRORS = Counter(
     "tollgate_store_errors_total", "Redis operations that failed, by feature (auth, limits, ledger).", ["feature"],
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -19,9 +19,13 @@ from starlette.responses import Response, StreamingResponse
 from . import metrics, sse, tokens
 from .billing import Billing, Price
 from .errors import APIError
+from .moderation import moderate_chunk
 from .upstream import Attempt, Route, UpstreamPool
 
 if TYPE_CHECKING:
+    from moderation.engine import Verdict
+    from moderation.stream import StreamFilter
+
     from .accounting.admission import Ticket
     from .routing import Decision
 
@@ -59,6 +63,9 @@ class Call:
     strip_logprobs: bool = False  # the gateway asked for logprobs the client did not want
     prior_price: Price | None = None  # an escalated cascade: what the cheap call cost
     prior_usage: dict | None = None
+    moderation: Verdict | None = None  # what the checks found, in and out
+    check_answer: Callable[[dict], Awaitable[dict]] | None = None  # output moderation of whole answers
+    stream_filter: StreamFilter | None = None  # output moderation of streams
     finish: Callable[[], None] | None = None  # records the call when a stream ends
     ended: bool = False  # a stream's end has been billed and recorded
 
@@ -95,10 +102,12 @@ def _answer_headers(call: Call, attempt: Attempt) -> dict[str, str]:
 async def complete(pool: UpstreamPool, billing: Billing, call: Call, deadline_s: float) -> Response:
     """A non-streamed call: one JSON answer, priced and labelled in headers."""
     answer, attempt = await fetch_whole(pool, billing, call, call.body, deadline_s)
-    return respond_whole(call, answer, attempt)
+    return await respond_whole(call, answer, attempt)
 
 
-def respond_whole(call: Call, answer: dict, attempt: Attempt) -> Response:
+async def respond_whole(call: Call, answer: dict, attempt: Attempt) -> Response:
+    if call.check_answer is not None:  # output moderation: may redact, or raise (the call is billed)
+        answer = await call.check_answer(answer)
     if call.strip_logprobs:
         for choice in answer.get("choices") or ():
             choice.pop("logprobs", None)
@@ -252,6 +261,8 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
         async for event in _chain(first, events):
             if event.data == sse.DONE:
                 outcome = None
+                if call.stream_filter is not None and (rest := call.stream_filter.flush()):
+                    yield _text_chunk(call, rest)  # text still held back when no finish chunk came
                 if call.usage is None:  # the engine ignored include_usage: estimate it
                     call.usage = tokens.estimated_usage(call.body, deltas)
                     if include_usage:
@@ -264,6 +275,11 @@ async def _relay(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: C
             deltas += carried_token
             if out is not None:
                 yield out
+            if call.stream_filter is not None and call.stream_filter.blocked:
+                outcome = "content_filter"  # end cleanly, as OpenAI does: a content_filter finish
+                yield _filtered_chunk(call)
+                yield sse.DONE_EVENT
+                break
             if time.perf_counter() > deadline:
                 outcome = "upstream_timeout"
                 yield _error_event("request exceeded the gateway's time limit", outcome)
@@ -311,6 +327,19 @@ async def _chain(first: sse.Event, rest: AsyncIterator[sse.Event]) -> AsyncItera
         yield event
 
 
+def _filtered_chunk(call: Call) -> bytes:
+    return _text_chunk(call, "", "content_filter")
+
+
+def _text_chunk(call: Call, text: str, finish_reason: str | None = None) -> bytes:
+    chat = call.endpoint == "/chat/completions"
+    choice = {"index": 0, "finish_reason": finish_reason, **({"delta": {"content": text}} if chat else {"text": text})}
+    chunk = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{call.request_id}",
+             "object": "chat.completion.chunk" if chat else "text_completion", "model": call.route.model,
+             "choices": [choice]}
+    return sse.encode(orjson.dumps(chunk))
+
+
 def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> tuple[bytes | None, bool]:
     """The chunk for the client (None to drop it), and whether it carried a generated token."""
     try:
@@ -320,6 +349,12 @@ def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> tuple[bytes 
     if not isinstance(chunk, dict) or "error" in chunk:
         return sse.encode(data), False
     chunk["model"] = call.route.model
+    carried = _has_token(chunk)
+    if call.stream_filter is not None:
+        if moderate_chunk(chunk, call.stream_filter):
+            return None, carried
+        if carried and not _has_token(chunk) and not _has_finish(chunk):
+            return None, carried  # its text is held back in the moderation window for now
     if call.strip_logprobs:
         for choice in chunk.get("choices") or ():
             choice.pop("logprobs", None)
@@ -330,7 +365,11 @@ def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> tuple[bytes 
         if usage and not chunk.get("choices"):
             return None, False
         chunk.pop("usage", None)
-    return sse.encode(orjson.dumps(chunk)), _has_token(chunk)
+    return sse.encode(orjson.dumps(chunk)), carried
+
+
+def _has_finish(chunk: dict) -> bool:
+    return any(choice.get("finish_reason") for choice in chunk.get("choices") or ())
 
 
 def _has_token(chunk: dict) -> bool:

@@ -19,6 +19,7 @@ from starlette.responses import Response
 
 from . import cascade, proxy
 from .auth import Caller
+from .moderation import GatewayModeration, blocked_error
 from .errors import APIError, from_validation_error
 from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 from .state import GatewayState
@@ -106,6 +107,26 @@ def _keep_label(gateway: GatewayState, call: proxy.Call) -> None:
         gateway.labels.keep(call.body, call.tenant, call.escalated, call.confidence)
 
 
+async def _moderate(gateway: GatewayState, moderation: GatewayModeration, caller: Caller, call: proxy.Call) -> None:
+    """Input checks now (redacting the body, or refusing it); output checks armed for the answer."""
+    rules = moderation.policy_for(caller.moderation)
+    call.moderation, call.body = await moderation.check_request(call.body, rules, caller.tenant)
+    if call.moderation.blocked:
+        raise blocked_error(call.moderation, "input")
+    if call.stream:
+        call.stream_filter = moderation.stream_filter(rules)
+        return
+
+    async def check_answer(answer: dict) -> dict:
+        verdict, checked = await moderation.check_answer(answer, rules, caller.tenant)
+        call.moderation.merge(verdict)  # type: ignore[union-attr]
+        if verdict.blocked:
+            raise blocked_error(verdict, "output")
+        return checked
+
+    call.check_answer = check_answer
+
+
 def _single(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
     """The cascade judges one answer: requests for several (``n`` > 1) are routed, not cascaded."""
     return (parsed.n or 1) == 1
@@ -136,6 +157,8 @@ async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: 
         call.requested_model = call.body["model"]
     parsed = validate(spec, call.body)
     call.stream = bool(parsed.stream)
+    if gateway.moderation is not None:
+        await _moderate(gateway, gateway.moderation, caller, call)
     router = gateway.router
     if router is not None and router.wants(parsed.model):
         call.decision = router.route(parsed.model, call.body, caller.tenant)
@@ -152,6 +175,8 @@ async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: 
     response = await _answer(gateway, call, include_usage)
     if not call.stream:
         state["upstream_seconds"] = call.upstream_seconds
+    if call.moderation is not None and call.moderation.categories:
+        response.headers["x-tollgate-moderation"] = call.moderation.summary()
     if call.decision is not None:
         response.headers["x-tollgate-router-score"] = f"{call.decision.score:.4f}"
         response.headers["x-tollgate-router-threshold"] = f"{call.decision.threshold:.4f}"

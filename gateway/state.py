@@ -16,6 +16,7 @@ from .config import ENGINE_KINDS, Settings
 from .engine_metrics import poll_engines
 from .fast_redis import ScriptRunner
 from .labels import LabelKeeper
+from .moderation import GatewayModeration
 from .routing import Router
 from .tenants import TenantStore
 from .upstream import UpstreamPool
@@ -56,6 +57,7 @@ class GatewayState:
     accounting: Accounting
     router: Router | None = None
     labels: LabelKeeper | None = None
+    moderation: GatewayModeration | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -75,7 +77,8 @@ class GatewayState:
         router = Router(settings.router, redis) if settings.router else None
         cascade = settings.router.cascade if settings.router else None
         labels = LabelKeeper(redis, cascade.max_labels) if cascade and cascade.keep_labels else None
-        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels)
+        moderation = GatewayModeration(settings.moderation) if settings.moderation.enabled else None
+        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels, moderation)
 
     async def start(self) -> None:
         self.pool.start()
@@ -94,4 +97,6 @@ class GatewayState:
         await self.accounting.ledger.drain()
         await self.accounting.scripts.close()
         await self.pool.close()
+        if self.moderation is not None:
+            await self.moderation.close()
         await self.redis.aclose()

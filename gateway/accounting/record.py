@@ -54,7 +54,8 @@ class CallRecord:
     cascade_confidence: float | None = None
     cache: str = "none"  # none or exact
     cache_saved_usd: float = 0.0
-    moderation: str = "none"
+    moderation: str = "none"  # the strongest action taken: none, allow, flag, redact or block
+    moderation_categories: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
     ttft_ms: float | None = None
 

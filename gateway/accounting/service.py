@@ -112,6 +112,8 @@ def record_of(call: Call) -> CallRecord:
         router_threshold=decision.threshold if decision else None,
         escalated=call.escalated,
         cascade_confidence=call.confidence,
+        moderation=call.moderation.action if call.moderation else "none",
+        moderation_categories=sorted(c for c, a in call.moderation.categories.items() if a != "allow") if call.moderation else [],
         latency_ms=round((time.perf_counter() - call.started) * 1000, 3),
         ttft_ms=round(call.ttft_s * 1000, 3) if call.ttft_s is not None else None,
     )
