@@ -81,6 +81,7 @@ class Simulator:
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/moderations", self.moderations)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/sim/faults", self.get_faults)
@@ -115,6 +116,19 @@ class Simulator:
     async def models(self, _: web.Request) -> web.Response:
         card = {"id": self.settings.model, "object": "model", "created": 0, "owned_by": "enginesim"}
         return web.json_response({"object": "list", "data": [card]})
+
+    async def moderations(self, request: web.Request) -> web.Response:
+        """A stand-in for a Llama Guard style classifier in OpenAI's shape: flags "[unsafe]" texts."""
+        try:
+            body = await request.json()
+            texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response(error("invalid request: needs \"input\"", 400), status=400)
+        if self.faults.extra_latency_ms:
+            await asyncio.sleep(self.faults.extra_latency_ms / 1000)
+        results = [{"flagged": "[unsafe]" in str(t), "categories": {"violence": "[unsafe]" in str(t)},
+                    "category_scores": {"violence": 0.99 if "[unsafe]" in str(t) else 0.01}} for t in texts]
+        return web.json_response({"id": f"modr-{uuid.uuid4().hex[:12]}", "model": self.settings.model, "results": results})
 
     async def health(self, _: web.Request) -> web.Response:
         return web.Response(text="")

@@ -54,11 +54,14 @@ REFUSAL = "I'm sorry, but I can't help with that."
 
 
 def plan_answer(prompt: str, seed: int | None, max_tokens: int | None, stop: list[str], confidence: float = 0.9) -> Plan:
-    """The answer to a prompt. Test hooks in the prompt: ``[refuse]`` gets a refusal and ``[unsure]``
-    an answer with low-probability tokens; otherwise how sure the model sounds varies a little from
+    """The answer to a prompt. Test hooks in the prompt: ``[refuse]`` gets a refusal, ``[echo] text``
+    says the text back, and ``[unsure]`` gets an answer with low-probability tokens; otherwise how sure the model sounds varies a little from
     prompt to prompt around the preset's ``confidence``."""
     if "[refuse]" in prompt:
         return Plan(tuple(tokens_for_text(REFUSAL))[: max_tokens or None], "stop")
+    if "[echo]" in prompt:  # says back what follows the marker (up to the end of that message)
+        said = prompt.split("[echo]", 1)[1].split("<|im_end|>", 1)[0].strip()
+        return Plan(tuple(tokens_for_text(said))[: max_tokens or None], "stop")
     digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
     rng = random.Random(digest)
     natural_length = rng.randint(12, 96)

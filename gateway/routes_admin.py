@@ -1,11 +1,16 @@
-"""The admin API (``/admin/*``, admin keys only): tenants and their keys. The CLI wraps it."""
+"""The admin API (``/admin/*``, admin keys only): tenants, keys, router thresholds and labels,
+tenants' moderation overrides. The CLI wraps it."""
 
 from __future__ import annotations
 
 from typing import Literal
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
+
+from moderation.policy import PolicyError
+from moderation.policy import build as build_policy
 
 from .errors import APIError
 from .routing import THRESHOLDS_KEY
@@ -34,6 +39,17 @@ class RouterThresholds(BaseModel):
     threshold: float | None = Field(None, ge=0, le=1)
     escalation: float | None = Field(None, ge=0, le=1)
     tenants: dict[str, float | None] = Field(default_factory=dict)
+
+
+class ModerationOverrides(BaseModel):
+    """Per-tenant moderation: actions by category for input and output, patterns, a deny list."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: dict[str, str] | None = None
+    output: dict[str, str] | None = None
+    patterns: list[dict[str, str]] | None = Field(None, max_length=100)
+    deny_list: list[str] | None = Field(None, max_length=10_000)
+    injection_threshold: float | None = Field(None, gt=0, le=1)
 
 
 async def admin_gateway(request: Request) -> GatewayState:
@@ -138,3 +154,37 @@ async def router_labels(request: Request, after: str | None = None, limit: int =
         raise APIError(400, "after must be a cursor returned as next", code="invalid_value", param="after")
     labels, cursor = await gateway.labels.read(after, limit)
     return {"object": "list", "data": labels, "next": cursor}
+
+
+@router.get("/tenants/{tenant_id}/moderation")
+async def get_moderation(request: Request, tenant_id: str) -> dict:
+    """A tenant's moderation overrides and the policy in force for it."""
+    gateway = await admin_gateway(request)
+    fields = await gateway.store.tenant_fields(tenant_id)
+    if not fields:
+        raise APIError(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
+    overrides = orjson.loads(fields["moderation"]) if fields.get("moderation") else {}
+    effective = None
+    if gateway.moderation is not None:
+        rules = gateway.moderation.policy_for(fields.get("moderation"))
+        effective = {"input": dict(rules.input), "output": dict(rules.output), "deny_list": list(rules.deny_words),
+                     "patterns": [name for name, _ in rules.patterns], "injection_threshold": rules.injection_threshold}
+    return {"tenant_id": tenant_id, "overrides": overrides, "effective": effective}
+
+
+@router.put("/tenants/{tenant_id}/moderation")
+async def set_moderation(request: Request, tenant_id: str, body: ModerationOverrides) -> dict:
+    """Replace a tenant's overrides (an empty body removes them); applied within a second everywhere."""
+    gateway = await admin_gateway(request)
+    if await gateway.store.get_tenant(tenant_id) is None:
+        raise APIError(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
+    document = body.model_dump(exclude_none=True)
+    try:
+        build_policy(document, gateway.moderation.base if gateway.moderation else None)
+    except PolicyError as err:
+        raise APIError(400, str(err), code="invalid_value") from None
+    if document:
+        await gateway.redis.hset(f"tg:tenant:{tenant_id}", "moderation", orjson.dumps(document))
+    else:
+        await gateway.redis.hdel(f"tg:tenant:{tenant_id}", "moderation")
+    return await get_moderation(request, tenant_id)

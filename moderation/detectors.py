@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 _DIGITS = str.maketrans("", "", "0123456789")
+_SHAPE = str.maketrans("123456789", "000000000")
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,25 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class Clues:
+    """What the gates look at, computed once per text: the digit count and the text's *shape*
+    (every digit written as 0), so that "four digits in a row" is a substring test."""
+
+    text: str
+    digits: int
+    shape: str
+
+    @classmethod
+    def of(cls, text: str) -> Clues:
+        return cls(text, len(text) - len(text.translate(_DIGITS)), text.translate(_SHAPE))
+
+
+@dataclass(frozen=True)
 class Detector:
     kind: str
     category: str
     pattern: re.Pattern[str] | None  # None: ``find`` does the work
-    gate: Callable[[str], bool]
+    gate: Callable[[Clues], bool]
     valid: Callable[[re.Match[str]], bool] = lambda match: True
     find: Callable[[str], Iterator[tuple[int, int]]] | None = None
 
@@ -88,8 +103,16 @@ def ip_valid(match: re.Match[str]) -> bool:
     return not (address.is_loopback or address.is_unspecified)
 
 
-def _digit_count(text: str) -> int:
-    return len(text) - len(text.translate(_DIGITS))
+_IBAN_HINT = re.compile(r"[A-Z]{2}\d{2}")
+_IPV6_HINT = re.compile(r"[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
+
+
+def _phone_gate(c: Clues) -> bool:
+    return c.digits >= 9 and any(hint in c.shape for hint in ("000-000", "000.000", "000 000", "(0", "+0"))
+
+
+def _ip_gate(c: Clues) -> bool:
+    return ("0.0" in c.shape and c.shape.count(".") >= 3) or (c.text.count(":") >= 7 and _IPV6_HINT.search(c.text) is not None)
 
 
 _KEY_BEGIN = re.compile(r"-----BEGIN (?:[A-Z]{1,10} ){0,2}PRIVATE KEY-----")
@@ -98,9 +121,10 @@ _JWT_RUN = re.compile(r"[A-Za-z0-9_.-]{40,}")
 
 def _private_keys(text: str) -> Iterator[tuple[int, int]]:
     """A BEGIN line through its END line (or the BEGIN line alone): linear, whatever the input."""
-    position = 0
+    position, end_marker = 0, 0
     while (begin := _KEY_BEGIN.search(text, position)) is not None:
-        end_marker = text.find("-----END", begin.end())
+        if 0 <= end_marker < begin.end():  # an END found earlier is behind us: look again
+            end_marker = text.find("-----END", begin.end())
         close = text.find("-----", end_marker + 8) if end_marker >= 0 else -1
         end = close + 5 if close >= 0 else begin.end()
         yield begin.start(), end
@@ -126,37 +150,40 @@ def _card_like(match: re.Match[str]) -> bool:
 
 DETECTORS: tuple[Detector, ...] = (
     Detector("email", "pii", re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"),
-             lambda t: "@" in t),
-    Detector("card", "pii", re.compile(r"\b\d(?:[ -]?\d){12,18}\b"), lambda t: _digit_count(t) >= 13, _card_like),
+             lambda c: "@" in c.text),
+    Detector("card", "pii", re.compile(r"\b\d(?:[ -]?\d){12,18}\b"), lambda c: c.digits >= 13 and "0000" in c.shape, _card_like),
     Detector("iban", "pii", re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b"),
-             lambda t: _digit_count(t) >= 6, lambda m: iban_valid(m.group(0))),
+             lambda c: c.digits >= 8 and "00" in c.shape and _IBAN_HINT.search(c.text) is not None,
+             lambda m: iban_valid(m.group(0))),
     Detector("ssn", "pii", re.compile(r"\b(?P<area>\d{3})-(?P<group>\d{2})-(?P<serial>\d{4})\b"),
-             lambda t: "-" in t and _digit_count(t) >= 9, ssn_valid),
+             lambda c: "000-00-0000" in c.shape, ssn_valid),
     Detector("phone", "pii", re.compile(
         r"(?<![\w+-])(?:\+\d{1,3}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}"  # +44 20 7946 0958
         r"|\(\d{3}\) ?\d{3}[ .-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}"  # (415) 555-0132, 415-555-0132
         r"|\(0\d{1,4}\) ?\d{3,4}[ .-]?\d{3,4})"  # (020) 7946 0958
-        r"(?![\w-]|[ .]\d)"), lambda t: _digit_count(t) >= 9),
+        r"(?![\w-]|[ .]\d)"), _phone_gate),
     Detector("ip", "pii", re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b|\b(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}\b"),
-             lambda t: t.count(".") >= 3 or t.count(":") >= 7, ip_valid),
-    Detector("aws_key", "secret", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"), lambda t: "A" in t and ("AKIA" in t or "ASIA" in t or "AGPA" in t or "AIDA" in t or "AROA" in t)),
-    Detector("aws_secret", "secret", re.compile(r"(?i)aws.{0,20}?(?:secret|key).{0,20}?[\"'= :]+([A-Za-z0-9/+=]{40})\b"),
-             lambda t: "aws" in t.lower()),
+             _ip_gate, ip_valid),
+    Detector("aws_key", "secret", re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA)[0-9A-Z]{16}\b"),
+             lambda c: any(prefix in c.text for prefix in ("AKIA", "ASIA", "AGPA", "AIDA", "AROA"))),
+    Detector("aws_secret", "secret", re.compile(r"(?i)aws.{0,20}?(?:secret|key).{0,20}?[\"'= :]+([A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
+             lambda c: "aws" in c.text or "AWS" in c.text or "Aws" in c.text),
     Detector("github_token", "secret", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})\b"),
-             lambda t: "gh" in t or "github_pat_" in t),
-    Detector("openai_key", "secret", re.compile(r"\bsk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}\b"), lambda t: "sk-" in t),
-    Detector("slack_token", "secret", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,100}\b"), lambda t: "xox" in t),
-    Detector("google_api_key", "secret", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), lambda t: "AIza" in t),
-    Detector("stripe_key", "secret", re.compile(r"\b(?:sk|rk)_live_[0-9A-Za-z]{16,99}\b"), lambda t: "_live_" in t),
-    Detector("private_key", "secret", None, lambda t: "PRIVATE KEY-----" in t, find=_private_keys),
-    Detector("jwt", "secret", None, lambda t: "eyJ" in t, find=_jwts),
+             lambda c: "gh" in c.text or "github_pat_" in c.text),
+    Detector("openai_key", "secret", re.compile(r"\bsk-(?:proj-|ant-|svcacct-|admin-)?[A-Za-z0-9_-]{20,200}\b"), lambda c: "sk-" in c.text),
+    Detector("slack_token", "secret", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,100}\b"), lambda c: "xox" in c.text),
+    Detector("google_api_key", "secret", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"), lambda c: "AIza" in c.text),
+    Detector("stripe_key", "secret", re.compile(r"\b(?:sk|rk)_live_[0-9A-Za-z]{16,99}\b"), lambda c: "_live_" in c.text),
+    Detector("private_key", "secret", None, lambda c: "PRIVATE KEY-----" in c.text, find=_private_keys),
+    Detector("jwt", "secret", None, lambda c: "eyJ" in c.text, find=_jwts),
 )
 
 
 def scan(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> Iterator[Finding]:
     """Every validated match, detector by detector (overlaps are resolved by ``merge``)."""
+    clues = Clues.of(text)
     for detector in detectors:
-        if detector.gate(text):
+        if detector.gate(clues):
             for start, end in detector.spans(text):
                 yield Finding(detector.category, detector.kind, start, end)
 

@@ -29,8 +29,10 @@ SIGNALS = (
     Signal("override_instructions", ("ignore", "disregard", "forget", "override"), re.compile(
         r"\b(?:ignore|disregard|forget|override)\s+(?:all\s+|any\s+|the\s+|your\s+|my\s+)?(?:previous|prior|above|earlier|preceding|original|system)?\s*"
         r"(?:instructions|prompts?|rules|guidelines|directions|messages|context)\b"), 0.7),
-    Signal("persona_jailbreak", ("dan", "jailbr", "developer mode", "god mode", "unrestricted", "do anything now"), re.compile(
-        r"\b(?:you are now|act as|you're now|become)\s+(?:dan|an? unrestricted|an? jailbroken|in developer mode)|\bdo anything now\b"
+    Signal("persona_jailbreak", ("dan", "jailbr", "developer mode", "god mode", "unrestricted", "unfiltered", "uncensored",
+                                 "do anything now"), re.compile(
+        r"\b(?:you are now|you are|act as|you're now|become)\s+(?:dan\b|an? (?:unrestricted|jailbroken|unfiltered|uncensored)|in developer mode)"
+        r"|\bdo anything now\b"
         r"|\b(?:developer|god|jailbreak|dan)\s+mode\b|\bjailbr(?:eak|oken)\b"), 0.6),
     Signal("prompt_extraction", ("prompt", "instructions"), re.compile(
         r"\b(?:reveal|print|show|repeat|output|tell me|give me|leak)\s+(?:me\s+)?(?:your|the)\s+(?:full\s+|hidden\s+|initial\s+|original\s+|secret\s+)?"
