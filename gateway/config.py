@@ -224,6 +224,28 @@ class ModerationConfig(_Strict):
     stream_window_chars: int = Field(128, ge=16, le=8192)
 
 
+class ExactCacheConfig(_Strict):
+    enabled: bool = True
+    ttl_s: int = Field(3600, ge=1)
+    max_entry_bytes: int = Field(256 * 1024, ge=1024)  # larger answers are not stored
+    deterministic_only: bool = True  # cache only temperature 0 or seeded requests
+
+
+class PrefixRoutingConfig(_Strict):
+    """Sending a prompt to the replica that holds its prefix in KV cache (backends with several replicas)."""
+
+    enabled: bool = True
+    block_tokens: int = Field(16, ge=1, le=1024)  # vLLM's default block size
+    max_blocks: int = Field(512, ge=1)  # prefixes are tracked up to this many blocks
+    ttl_s: int = Field(300, ge=1)  # how long a replica is assumed to keep a block (eviction)
+    max_load_ratio: float = Field(1.3, ge=1.0)  # a holder busier than this x the mean is passed over
+
+
+class CacheConfig(_Strict):
+    exact: ExactCacheConfig = Field(default_factory=ExactCacheConfig)
+    prefix: PrefixRoutingConfig = Field(default_factory=PrefixRoutingConfig)
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis_url: str | None = None
@@ -236,6 +258,7 @@ class Settings(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:

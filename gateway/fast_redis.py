@@ -161,6 +161,12 @@ class ScriptRunner:
             await self._fast.call("SCRIPT", "LOAD", script.source)
             return await self._fast.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
+    async def command(self, *parts: Any) -> Any:
+        """One plain command (GET, SET ...) on the request path's connection."""
+        if self._fast is None:
+            return await self._redis.execute_command(*parts)
+        return await self._fast.call(*parts)
+
     async def close(self) -> None:
         if self._fast is not None:
             await self._fast.close()

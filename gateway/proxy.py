@@ -23,6 +23,7 @@ from .moderation import moderate_chunk
 from .upstream import Attempt, Route, UpstreamPool
 
 if TYPE_CHECKING:
+    from cache.exact import StreamAssembler
     from moderation.engine import Verdict
     from moderation.stream import StreamFilter
 
@@ -66,6 +67,13 @@ class Call:
     moderation: Verdict | None = None  # what the checks found, in and out
     check_answer: Callable[[dict], Awaitable[dict]] | None = None  # output moderation of whole answers
     stream_filter: StreamFilter | None = None  # output moderation of streams
+    cache_key: str | None = None  # the exact cache: where this call's answer is (or goes)
+    cache_read: bool = False
+    cache_hit: bool = False
+    cache_saved_usd: float = 0.0  # a hit: what the original call cost
+    cache_flagship_usd: float | None = None
+    assembler: StreamAssembler | None = None  # rebuilds a streamed answer for the cache
+    on_answer: Callable[[dict], None] | None = None  # the whole answer, once it is final
     finish: Callable[[], None] | None = None  # records the call when a stream ends
     ended: bool = False  # a stream's end has been billed and recorded
 
@@ -111,6 +119,8 @@ async def respond_whole(call: Call, answer: dict, attempt: Attempt) -> Response:
     if call.strip_logprobs:
         for choice in answer.get("choices") or ():
             choice.pop("logprobs", None)
+    if call.on_answer is not None:
+        call.on_answer(answer)
     return Response(orjson.dumps(answer), media_type="application/json", headers=_answer_headers(call, attempt))
 
 
@@ -309,6 +319,10 @@ def _end_stream(attempt: Attempt, pool: UpstreamPool, billing: Billing, call: Ca
         metrics.UPSTREAM_ERRORS.labels(attempt.target.backend.name).inc()
     if call.ttft_s is not None:
         metrics.TTFT_SECONDS.labels(call.route.model if call.route else "").observe(call.ttft_s)
+    if outcome is None and call.assembler is not None and call.on_answer is not None:
+        answer = call.assembler.answer(call.usage)
+        if answer is not None:
+            call.on_answer(answer)
     if call.finish is not None:
         call.finish()
 
@@ -355,6 +369,8 @@ def _rewrite_chunk(data: bytes, call: Call, include_usage: bool) -> tuple[bytes 
             return None, carried
         if carried and not _has_token(chunk) and not _has_finish(chunk):
             return None, carried  # its text is held back in the moderation window for now
+    if call.assembler is not None:
+        call.assembler.add(chunk)
     if call.strip_logprobs:
         for choice in chunk.get("choices") or ():
             choice.pop("logprobs", None)

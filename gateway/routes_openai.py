@@ -20,6 +20,7 @@ from starlette.responses import Response
 from . import cascade, proxy
 from .auth import Caller
 from .moderation import GatewayModeration, blocked_error
+from .response_cache import cached_response
 from .errors import APIError, from_validation_error
 from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 from .state import GatewayState
@@ -86,7 +87,7 @@ async def _forward(request: Request, spec: type[ChatCompletionRequest] | type[Co
         raise
     if call.ticket is not None:
         response.headers.update(call.ticket.headers())
-    if not call.stream:
+    if not call.stream or call.cache_hit:  # streams are recorded when they end
         await _record(gateway, call)
     return response
 
@@ -170,9 +171,16 @@ async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: 
     state["model"], state["stream"], state["route"] = call.route.model, call.stream, call.route_kind
     await gateway.accounting.admit(call, caller.limits)
     include_usage = bool(call.stream and parsed.stream_options and parsed.stream_options.include_usage)
+    if gateway.response_cache is not None:
+        gateway.response_cache.plan(call, request.headers.get("cache-control"))
+        stored = await gateway.response_cache.lookup(call)
+        if stored is not None:
+            return cached_response(call, stored, include_usage)
     if call.stream:
         call.finish = lambda: _record_soon(gateway, call)
     response = await _answer(gateway, call, include_usage)
+    if call.cache_key is not None:
+        response.headers["x-tollgate-cache"] = "miss"
     if not call.stream:
         state["upstream_seconds"] = call.upstream_seconds
     if call.moderation is not None and call.moderation.categories:

@@ -17,6 +17,7 @@ from .engine_metrics import poll_engines
 from .fast_redis import ScriptRunner
 from .labels import LabelKeeper
 from .moderation import GatewayModeration
+from .response_cache import ResponseCache
 from .routing import Router
 from .tenants import TenantStore
 from .upstream import UpstreamPool
@@ -58,6 +59,7 @@ class GatewayState:
     router: Router | None = None
     labels: LabelKeeper | None = None
     moderation: GatewayModeration | None = None
+    response_cache: ResponseCache | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -78,7 +80,9 @@ class GatewayState:
         cascade = settings.router.cascade if settings.router else None
         labels = LabelKeeper(redis, cascade.max_labels) if cascade and cascade.keep_labels else None
         moderation = GatewayModeration(settings.moderation) if settings.moderation.enabled else None
-        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels, moderation)
+        response_cache = ResponseCache(settings.cache.exact, scripts) if settings.cache.exact.enabled else None
+        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels, moderation,
+                   response_cache)
 
     async def start(self) -> None:
         self.pool.start()
