@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from router.confidence import Confidence, assess, choice_logprobs, choice_text, has_tool_calls
 
-from . import metrics, proxy, sse, tokens
+from . import metrics, proxy, sse, streaming, tokens
 from .billing import Billing
 from .errors import APIError
 from .upstream import Attempt, Route, UpstreamPool
@@ -83,7 +83,7 @@ async def stream(pool: UpstreamPool, billing: Billing, call: proxy.Call, flagshi
     body, call.strip_logprobs = with_logprobs(call.body, call.endpoint)
     attempt: Attempt | None = None
     try:
-        attempt = await proxy.open_stream(pool, call, body, _remaining(call, deadline_s))
+        attempt = await streaming.open_stream(pool, call, body, _remaining(call, deadline_s))
         held, complete_, confidence = await _hold_back(attempt, holdback)
     except APIError as err:
         if err.status < 500:
@@ -95,12 +95,12 @@ async def stream(pool: UpstreamPool, billing: Billing, call: proxy.Call, flagshi
     if attempt is not None and confidence.score >= threshold:
         first, rest = attempt.primed  # type: ignore[misc]
         attempt.primed = (held[0], _replay(held[1:], rest if not complete_ else None))
-        return _headers(proxy.relay_response(pool, billing, call, attempt, include_usage, deadline_s), call)
+        return _headers(streaming.relay_response(pool, billing, call, attempt, include_usage, deadline_s), call)
     if attempt is not None:
         _bill_abandoned(pool, billing, call, attempt, held)
     _escalate(call, flagship)
-    flagship_attempt = await proxy.open_stream(pool, call, call.body, _remaining(call, deadline_s))
-    return _headers(proxy.relay_response(pool, billing, call, flagship_attempt, include_usage, deadline_s), call)
+    flagship_attempt = await streaming.open_stream(pool, call, call.body, _remaining(call, deadline_s))
+    return _headers(streaming.relay_response(pool, billing, call, flagship_attempt, include_usage, deadline_s), call)
 
 
 async def _hold_back(attempt: Attempt, holdback: int) -> tuple[list[sse.Event], bool, Confidence]:
@@ -149,6 +149,7 @@ def _bill_abandoned(pool: UpstreamPool, billing: Billing, call: proxy.Call, atte
                     held: list[sse.Event]) -> None:
     """Close the cheap stream (the engine stops generating) and bill what it had generated."""
     attempt.response.close()
+    attempt.done()
     chunks = [_json(event.data) for event in held]
     usage = next((chunk["usage"] for chunk in chunks if chunk.get("usage")), None)
     generated = sum(1 for chunk in chunks if any(choice_text(c) for c in (chunk.get("choices") or ())[:1]))

@@ -75,6 +75,9 @@ class BackendConfig(_Strict):
     health_path: str = "/models"
     # How long a replica is skipped after a connection failure before it is tried again.
     down_cooldown_s: float = Field(5.0, ge=0)
+    # How a request picks among several replicas: rotating, the least busy, or the one holding
+    # the prompt's prefix in KV cache (the default for self-hosted engines).
+    replica_choice: Literal["round_robin", "least_loaded", "prefix"] | None = None
     deployment: DeploymentConfig | None = None  # self-hosted: priced by the roofline model
     prices: dict[str, PriceConfig] = Field(default_factory=dict)  # API: per upstream model name
 

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from . import cascade, proxy
+from . import cascade, proxy, streaming
 from .auth import Caller
 from .moderation import GatewayModeration, blocked_error
+from .prefix_routing import PrefixRouter, uses_prefix_choice
 from .response_cache import cached_response
 from .errors import APIError, from_validation_error
 from .protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
@@ -128,6 +129,19 @@ async def _moderate(gateway: GatewayState, moderation: GatewayModeration, caller
     call.check_answer = check_answer
 
 
+async def _prefer_replica(router: PrefixRouter, call: proxy.Call) -> None:
+    """For a self-hosted backend with several replicas: the one holding the prompt's prefix."""
+    backend = call.route.targets[0].backend if call.route else None
+    if backend is None or not uses_prefix_choice(backend):
+        return
+    call.prefer, call.expected_cached_tokens, keys = await router.choose(call.body, backend)
+    if keys:
+        def remember(attempt) -> None:  # type: ignore[no-untyped-def]
+            if attempt.target.backend is backend:
+                router.remember(keys, attempt.replica)
+        call.on_served = remember
+
+
 def _single(parsed: ChatCompletionRequest | CompletionRequest) -> bool:
     """The cascade judges one answer: requests for several (``n`` > 1) are routed, not cascaded."""
     return (parsed.n or 1) == 1
@@ -146,7 +160,7 @@ async def _answer(gateway: GatewayState, call: proxy.Call, include_usage: bool) 
             return await cascade.stream(pool, billing, call, flagship, threshold, holdback, include_usage, deadline_s)
         return await cascade.complete(pool, billing, call, flagship, threshold, deadline_s)
     if call.stream:
-        return await proxy.stream(pool, billing, call, include_usage, deadline_s)
+        return await streaming.stream(pool, billing, call, include_usage, deadline_s)
     return await proxy.complete(pool, billing, call, deadline_s)
 
 
@@ -169,6 +183,8 @@ async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: 
                        code="model_not_found", param="model")
     call.route = gateway.pool.resolve(call.decision.model if call.decision else parsed.model)
     state["model"], state["stream"], state["route"] = call.route.model, call.stream, call.route_kind
+    if gateway.prefix_router is not None:
+        await _prefer_replica(gateway.prefix_router, call)
     await gateway.accounting.admit(call, caller.limits)
     include_usage = bool(call.stream and parsed.stream_options and parsed.stream_options.include_usage)
     if gateway.response_cache is not None:

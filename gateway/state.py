@@ -17,6 +17,7 @@ from .engine_metrics import poll_engines
 from .fast_redis import ScriptRunner
 from .labels import LabelKeeper
 from .moderation import GatewayModeration
+from .prefix_routing import PrefixRouter
 from .response_cache import ResponseCache
 from .routing import Router
 from .tenants import TenantStore
@@ -60,6 +61,7 @@ class GatewayState:
     labels: LabelKeeper | None = None
     moderation: GatewayModeration | None = None
     response_cache: ResponseCache | None = None
+    prefix_router: PrefixRouter | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -81,8 +83,9 @@ class GatewayState:
         labels = LabelKeeper(redis, cascade.max_labels) if cascade and cascade.keep_labels else None
         moderation = GatewayModeration(settings.moderation) if settings.moderation.enabled else None
         response_cache = ResponseCache(settings.cache.exact, scripts) if settings.cache.exact.enabled else None
+        prefix_router = PrefixRouter(settings.cache.prefix, scripts) if settings.cache.prefix.enabled else None
         return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels, moderation,
-                   response_cache)
+                   response_cache, prefix_router)
 
     async def start(self) -> None:
         self.pool.start()

@@ -27,14 +27,22 @@ if TYPE_CHECKING:
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
-@dataclass
+@dataclass(eq=False)
 class Replica:
     url: str
+    index: int = 0
     down_until: float = 0.0
     load: EngineLoad | None = None  # from the engine's /metrics, if it has one
+    inflight: int = 0  # this worker's requests on it, from send until the answer is read
 
     def is_up(self, now: float) -> bool:
         return self.down_until <= now
+
+    @property
+    def busy(self) -> float:
+        """What least-loaded and prefix-aware choices compare: requests in flight here, plus the
+        engine's own queue when its metrics are polled (other gateways' requests show there)."""
+        return self.inflight + (self.load.waiting if self.load is not None else 0.0)
 
 
 class Backend:
@@ -43,7 +51,7 @@ class Backend:
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.name = config.name
-        self.replicas = [Replica(url) for url in config.urls]
+        self.replicas = [Replica(url, index) for index, url in enumerate(config.urls)]
         self._next = itertools.count()
         self.headers = {"content-type": "application/json", **config.headers}
         if config.api_key:
@@ -65,11 +73,17 @@ class Backend:
         if self.session is not None:
             await self.session.close()
 
-    def replica_order(self) -> list[Replica]:
-        """Replicas from a rotating start, the ones marked down moved to the back."""
+    def replica_order(self, prefer: Replica | None = None) -> list[Replica]:
+        """Replicas to try in turn: ``prefer`` first when it is up, then (least-loaded backends)
+        by load or (others) from a rotating start; replicas marked down go to the back."""
         start = next(self._next) % len(self.replicas)
         rotated = self.replicas[start:] + self.replicas[:start]
+        if self.config.replica_choice == "least_loaded":
+            rotated.sort(key=lambda r: r.busy)
         now = time.monotonic()
+        if prefer is not None and prefer in self.replicas and prefer.is_up(now):
+            rotated.remove(prefer)
+            rotated.insert(0, prefer)
         return [r for r in rotated if r.is_up(now)] + [r for r in rotated if not r.is_up(now)]
 
     def mark_down(self, replica: Replica) -> None:
@@ -96,6 +110,13 @@ class Attempt:
     target: Target
     replica: Replica
     primed: object = None  # what the primer read, for the caller to continue from
+    finished: bool = False
+
+    def done(self) -> None:
+        """The answer has been read (or abandoned): the replica has one request fewer in flight."""
+        if not self.finished:
+            self.finished = True
+            self.replica.inflight -= 1
 
 
 class UpstreamFailure(Exception):
@@ -138,22 +159,24 @@ class UpstreamPool:
             )
         return route
 
-    def _attempt_plan(self, route: Route) -> list[tuple[Target, Replica]]:
+    def _attempt_plan(self, route: Route, prefer: Replica | None) -> list[tuple[Target, Replica]]:
         """Replicas of each target in turn, within ``max_attempts`` but never skipping a fallback."""
         plan: list[tuple[Target, Replica]] = []
         for index, target in enumerate(route.targets):
             later_targets = len(route.targets) - index - 1
             budget = max(1, self.max_attempts - len(plan) - later_targets)
-            plan += [(target, r) for r in target.backend.replica_order()[:budget]]
+            preferred = prefer if index == 0 else None
+            plan += [(target, r) for r in target.backend.replica_order(preferred)[:budget]]
         return plan
 
     async def send(
-        self, route: Route, path: str, body: dict, request_id: str, primer: Primer | None = None
+        self, route: Route, path: str, body: dict, request_id: str, primer: Primer | None = None,
+        prefer: Replica | None = None,
     ) -> Attempt:
         """The first upstream answer that is not a retryable failure, or a 502/504 APIError."""
         failures: list[str] = []
         payloads: dict[str, bytes] = {}
-        for target, replica in self._attempt_plan(route):
+        for target, replica in self._attempt_plan(route, prefer):
             payload = payloads.get(target.upstream_model)
             if payload is None:
                 payload = _encode_for(body, target.upstream_model)
@@ -175,6 +198,17 @@ class UpstreamPool:
         backend = target.backend
         assert backend.session is not None, "UpstreamPool.start() was not called"
         headers = {**backend.headers, "x-request-id": request_id}
+        replica.inflight += 1
+        try:
+            return await self._post(target, replica, path, payload, headers, primer)
+        except BaseException:
+            replica.inflight -= 1
+            raise
+
+    async def _post(self, target: Target, replica: Replica, path: str, payload: bytes, headers: dict[str, str],
+                    primer: Primer | None) -> Attempt:
+        backend = target.backend
+        assert backend.session is not None
         try:
             response = await backend.session.post(replica.url + path, data=payload, headers=headers)
         except asyncio.TimeoutError as err:

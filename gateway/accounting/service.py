@@ -48,7 +48,8 @@ class Accounting:
 
     def max_cost_usd(self, call: Call, prompt_tokens: int, output_tokens: int) -> float:
         """The highest price any of the route's targets could charge for this call."""
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens}
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
+                 "prompt_tokens_details": {"cached_tokens": min(call.expected_cached_tokens, prompt_tokens)}}
         costs = [self.billing.price(t.backend.name, t.upstream_model, usage, None).cost_usd for t in call.route.targets]
         return max(costs, default=0.0)
 

@@ -1,0 +1,71 @@
+"""Prefix-aware replica choice on the request path (the rules are in ``cache/prefix.py``).
+
+The index is shared by every gateway replica: one Redis key per block hash,
+``tg:px:{b:<backend>}:<hash>`` -> the index of the replica that last served it, with a TTL that
+approximates the engine's eviction. A choice is one MGET; remembering the blocks the chosen replica
+now holds is one script run after the answer started, off the request's critical path. The
+expected cached tokens lower the price estimate at admission; the engine's own ``cached_tokens``
+are what is billed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from redis.exceptions import RedisError
+
+from cache import prefix
+
+from . import tokens
+from .config import ENGINE_KINDS, PrefixRoutingConfig
+from .fast_redis import Script, ScriptRunner
+from .upstream import Backend, Replica
+
+log = logging.getLogger("tollgate.prefix")
+REMEMBER = Script("for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EX', ARGV[2]) end return #KEYS")
+
+
+def uses_prefix_choice(backend: Backend) -> bool:
+    choice = backend.config.replica_choice
+    default = "prefix" if backend.config.kind in ENGINE_KINDS else "round_robin"
+    return len(backend.replicas) > 1 and (choice or default) == "prefix"
+
+
+class PrefixRouter:
+    def __init__(self, config: PrefixRoutingConfig, scripts: ScriptRunner) -> None:
+        self.config = config
+        self.scripts = scripts
+        self._pending: set[asyncio.Task] = set()
+        self._turn = 0
+
+    async def choose(self, body: dict, backend: Backend) -> tuple[Replica | None, int, list[str]]:
+        """The replica to prefer, the prompt tokens it is expected to have cached, and the block keys."""
+        token_ids = tokens.encoding().encode_ordinary(prefix.flatten(body))
+        hashes = prefix.block_hashes(token_ids, self.config.block_tokens, self.config.max_blocks)
+        if not hashes:
+            return None, 0, []
+        keys = [f"tg:px:{{b:{backend.name}}}:{h}" for h in hashes]
+        try:
+            holders = await self.scripts.command("MGET", *keys)
+        except (RedisError, OSError) as err:
+            log.warning("prefix index unavailable (%s): least-loaded choice", type(err).__name__)
+            holders = [None] * len(keys)
+        matched, holder = prefix.longest_prefix(holders)
+        holder_index = int(holder) if holder is not None and holder.isdigit() else None
+        self._turn += 1
+        index = prefix.choose(holder_index, [r.busy for r in backend.replicas], self.config.max_load_ratio, self._turn)
+        expected = matched * self.config.block_tokens if index == holder_index else 0
+        return backend.replicas[index], expected, keys
+
+    def remember(self, keys: list[str], replica: Replica) -> None:
+        """The replica that served this prompt now holds its blocks (written in the background)."""
+        task = asyncio.get_running_loop().create_task(self._remember(keys, replica.index))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _remember(self, keys: list[str], index: int) -> None:
+        try:
+            await self.scripts.run(REMEMBER, keys, [index, self.config.ttl_s])
+        except (RedisError, OSError) as err:
+            log.warning("prefix index not updated: %s", type(err).__name__)
