@@ -2,8 +2,9 @@
 
 The index is shared by every gateway replica: one Redis key per block hash,
 ``tg:px:{b:<backend>}:<hash>`` -> the index of the replica that last served it, with a TTL that
-approximates the engine's eviction. A choice is one MGET; remembering the blocks the chosen replica
-now holds is one script run after the answer started, off the request's critical path. The
+approximates the engine's eviction. A choice is one MGET; the chosen replica is written to the
+index at once (one script run, off the request's critical path), and again if a retry moved the
+request to another replica. The
 expected cached tokens lower the price estimate at admission; the engine's own ``cached_tokens``
 are what is billed.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 
 from redis.exceptions import RedisError
 
@@ -23,6 +26,7 @@ from .fast_redis import Script, ScriptRunner
 from .upstream import Backend, Replica
 
 log = logging.getLogger("tollgate.prefix")
+_LOCAL_CLAIMS = 100_000
 REMEMBER = Script("for _, key in ipairs(KEYS) do redis.call('SET', key, ARGV[1], 'EX', ARGV[2]) end return #KEYS")
 
 
@@ -38,6 +42,9 @@ class PrefixRouter:
         self.scripts = scripts
         self._pending: set[asyncio.Task] = set()
         self._turn = 0
+        # This worker's own recent claims, so that a burst of requests on one prefix follows the
+        # first even before its claim has reached Redis. Bounded; Redis stays the shared truth.
+        self._claims: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def choose(self, body: dict, backend: Backend) -> tuple[Replica | None, int, list[str]]:
         """The replica to prefer, the prompt tokens it is expected to have cached, and the block keys."""
@@ -51,18 +58,32 @@ class PrefixRouter:
         except (RedisError, OSError) as err:
             log.warning("prefix index unavailable (%s): least-loaded choice", type(err).__name__)
             holders = [None] * len(keys)
+        holders = [self._claimed(key) or shared for key, shared in zip(keys, holders)]
         matched, holder = prefix.longest_prefix(holders)
         holder_index = int(holder) if holder is not None and holder.isdigit() else None
         self._turn += 1
         index = prefix.choose(holder_index, [r.busy for r in backend.replicas], self.config.max_load_ratio, self._turn)
         expected = matched * self.config.block_tokens if index == holder_index else 0
+        # Claimed now, not when the answer starts: requests for the same prefix arriving meanwhile
+        # (a burst of conversations on one system prompt) follow instead of copying it elsewhere.
+        self.remember(keys, backend.replicas[index])
         return backend.replicas[index], expected, keys
 
     def remember(self, keys: list[str], replica: Replica) -> None:
         """The replica that served this prompt now holds its blocks (written in the background)."""
+        expires = time.monotonic() + self.config.ttl_s
+        for key in keys:
+            self._claims[key] = (str(replica.index), expires)
+            self._claims.move_to_end(key)
+        while len(self._claims) > _LOCAL_CLAIMS:
+            self._claims.popitem(last=False)
         task = asyncio.get_running_loop().create_task(self._remember(keys, replica.index))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def _claimed(self, key: str) -> str | None:
+        claim = self._claims.get(key)
+        return claim[0] if claim is not None and claim[1] > time.monotonic() else None
 
     async def _remember(self, keys: list[str], index: int) -> None:
         try:

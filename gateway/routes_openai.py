@@ -137,7 +137,7 @@ async def _prefer_replica(router: PrefixRouter, call: proxy.Call) -> None:
     call.prefer, call.expected_cached_tokens, keys = await router.choose(call.body, backend)
     if keys:
         def remember(attempt) -> None:  # type: ignore[no-untyped-def]
-            if attempt.target.backend is backend:
+            if attempt.target.backend is backend and attempt.replica is not call.prefer:  # a retry moved it
                 router.remember(keys, attempt.replica)
         call.on_served = remember
 

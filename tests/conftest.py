@@ -36,6 +36,8 @@ def sims() -> Iterator[dict[str, str]]:
         "large": start_sim("sim-large", "large"),
         "flaky": start_sim("sim-flaky", "small"),
         "slow": start_sim("sim-slow", "large", 2.0),  # twice real time: ~28 ms per token
+        "pair_a": start_sim("sim-pair", "small"),  # two replicas of one deployment
+        "pair_b": start_sim("sim-pair", "small"),
     }
     yield {name: base for name, (_, base) in started.items()}
     for process, _ in started.values():
@@ -63,6 +65,7 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
           - {{name: dead-then-small, kind: vllm, urls: ["{dead}", "{sims['small']}/v1"]}}
           - {{name: all-dead, kind: vllm, urls: ["{dead}"]}}
           - {{name: slow, kind: vllm, urls: ["{sims['slow']}/v1"]}}
+          - {{name: pair, kind: vllm, urls: ["{sims['pair_a']}/v1", "{sims['pair_b']}/v1"]}}
         models:
           - {{name: cheap, tier: cheap, targets: [{{backend: small, model: sim-small}}]}}
           - {{name: flagship, tier: flagship, targets: [{{backend: large, model: sim-large}}]}}
@@ -72,6 +75,7 @@ def gateway_config(sims: dict[str, str], redis_url: str) -> str:
           - {{name: unreachable, targets: [{{backend: all-dead, model: sim-small}}]}}
           - {{name: slow, targets: [{{backend: slow, model: sim-slow}}]}}
           - {{name: api-priced, targets: [{{backend: api, model: sim-small}}]}}
+          - {{name: pair, targets: [{{backend: pair, model: sim-pair}}]}}
     """)
 
 
