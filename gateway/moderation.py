@@ -85,14 +85,21 @@ class GatewayModeration:
             action = rules.action(direction, "external")
             verdict.add("external", "block" if action == "redact" else action, set(result.categories))
 
-    def stream_filter(self, rules: policy.Policy) -> StreamFilter | None:
-        """A window over streamed answers, unless the policy allows everything in answers."""
+    def checks_output(self, rules: policy.Policy, streamed: bool) -> bool:
+        """Whether answers need looking at under this policy (most policies: no)."""
         checked = [rules.action("output", "pii"), rules.action("output", "secret")]
         if rules.patterns or rules.deny is not None:
             checked.append(rules.action("output", "custom"))
-        if all(action == "allow" for action in checked):
-            return None
-        return StreamFilter(rules, self.config.stream_window_chars)
+        if not streamed:
+            if self.classifier is not None:
+                checked.append(rules.action("output", "classifier"))
+            if self.external is not None and self.config.external and self.config.external.check_output:
+                checked.append(rules.action("output", "external"))
+        return any(action != "allow" for action in checked)
+
+    def stream_filter(self, rules: policy.Policy) -> StreamFilter | None:
+        """A window over streamed answers, unless the policy allows everything in answers."""
+        return StreamFilter(rules, self.config.stream_window_chars) if self.checks_output(rules, True) else None
 
     async def close(self) -> None:
         if self.external is not None:

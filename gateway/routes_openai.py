@@ -97,11 +97,13 @@ async def _record(gateway: GatewayState, call: proxy.Call) -> None:
     # Shielded: a client that hangs up must not cancel the write of what it cost.
     await asyncio.shield(gateway.accounting.record(call))
     _keep_label(gateway, call)
+    call.release()
 
 
 def _record_soon(gateway: GatewayState, call: proxy.Call) -> None:
     gateway.accounting.record_soon(call)
     _keep_label(gateway, call)
+    call.release()
 
 
 def _keep_label(gateway: GatewayState, call: proxy.Call) -> None:
@@ -117,6 +119,8 @@ async def _moderate(gateway: GatewayState, moderation: GatewayModeration, caller
         raise blocked_error(call.moderation, "input")
     if call.stream:
         call.stream_filter = moderation.stream_filter(rules)
+        return
+    if not moderation.checks_output(rules, False):
         return
 
     async def check_answer(answer: dict) -> dict:
