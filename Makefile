@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-slow bench clean browser default-router
+.PHONY: serve test test-slow bench clean system-deps default-router
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,15 +17,19 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/tollgate serve $(ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) system-deps
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
-# The dashboard test drives Debian's headless Chromium; install it when it is missing.
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages some tests drive: headless Chromium (the dashboard) and docker-compose (to
+# validate docker-compose.yml; no Docker engine is needed). Installed when missing.
+SYSTEM_DEPS := chromium docker-compose
+system-deps:
+	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
-	  echo "installing Debian's chromium for the dashboard test"; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test-slow: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,llama]'

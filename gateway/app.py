@@ -15,6 +15,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI, Request
 from redis.exceptions import RedisError
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
 from . import metrics
@@ -70,7 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["ops"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["ops"])
     app.add_api_route("/metrics", metrics_endpoint, methods=["GET"], tags=["ops"])
-    app.add_middleware(RequestContextMiddleware)
+    if settings.server.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.server.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["authorization", "content-type"], expose_headers=["x-request-id"])
+    app.add_middleware(RequestContextMiddleware, max_header_bytes=settings.server.max_header_bytes)
     return app
 
 

@@ -120,6 +120,9 @@ class ServerConfig(_Strict):
     # Upstream attempts per request across replicas and fallback backends.
     max_attempts: int = Field(3, ge=1)
     log_requests: bool = False
+    max_header_bytes: int = Field(32 * 1024, ge=1024)  # larger request headers get 431
+    # Browser origins allowed to call the API (CORS). Closed by default: no CORS headers at all.
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class AuthConfig(_Strict):

@@ -13,6 +13,7 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import metrics
+from .errors import APIError
 
 _MEASURED_PATHS = {"/v1/chat/completions": "chat", "/v1/completions": "completions", "/v1/models": "models"}
 
@@ -23,12 +24,18 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_header_bytes: int = 32 * 1024) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
+            error = APIError(431, f"request headers are larger than {self.max_header_bytes} bytes",
+                             code="headers_too_large")
+            await error.response()(scope, receive, send)
             return
         request_id = new_request_id()
         state = scope.setdefault("state", {})
