@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import admin, new_tenant_key
+from tests.conftest import new_tenant_key
 
 
 def test_keys_never_appear_in_the_gateway_log(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> None:
