@@ -214,6 +214,13 @@ class Simulator:
             data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
             await response.write(f"data: {data}\n\n".encode())
 
+        try:
+            return await self._send_stream(request, response, send, sequence, shaper, include_usage, tool_calls)
+        except ConnectionResetError:  # the client (a gateway cancelling a cascade, say) went away
+            return response
+
+    async def _send_stream(self, request: web.Request, response: web.StreamResponse, send: Any, sequence: Sequence,
+                           shaper: Shaper, include_usage: bool, tool_calls: list | None) -> web.StreamResponse:
         first_delta: dict[str, Any] = {"role": "assistant", "content": "" if not tool_calls else None}
         if tool_calls:
             first_delta["tool_calls"] = [{"index": 0, **tool_calls[0], "function": {**tool_calls[0]["function"], "arguments": ""}}]
