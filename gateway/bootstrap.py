@@ -8,13 +8,18 @@ hashing secret is created in ``<data_dir>/key_hash_secret`` (mode 600) unless th
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from .config import Settings
 from .state import redis_client
 from .tenants import TenantStore
+
+log = logging.getLogger("tollgate.bootstrap")
 
 DEFAULT_TENANT = "default"
 
@@ -49,5 +54,13 @@ async def _first_keys(settings: Settings) -> list[tuple[str, str]]:
 
 
 def bootstrap(settings: Settings) -> list[tuple[str, str]]:
-    """Create what a first run needs; returns (label, plain key) pairs to show once."""
-    return asyncio.run(_first_keys(settings))
+    """Create what a first run needs; returns (label, plain key) pairs to show once.
+
+    A Redis that is down at start does not stop the gateway: it starts, reports not-ready on
+    /readyz, answers 503 where it needs Redis, and works as soon as Redis answers. The first-run
+    keys are then not created (a deployment with an external Redis sets its admin key anyway)."""
+    try:
+        return asyncio.run(_first_keys(settings))
+    except (RedisError, OSError) as err:
+        log.warning("Redis unreachable at start (%s): starting anyway; first-run keys not checked", type(err).__name__)
+        return []

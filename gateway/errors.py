@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -109,6 +110,12 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"method {request.method} not allowed on {request.url.path}"
             return APIError(405, message, code="method_not_allowed").response()
         return APIError(err.status_code, str(err.detail), code="http_error").response()
+
+    @app.exception_handler(RedisError)
+    async def _store_error(request: Request, err: RedisError) -> Response:
+        # Any endpoint that needs Redis while it is unreachable: a clean, retryable 503.
+        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, type(err).__name__)
+        return APIError(503, "store unavailable, try again", code="store_unavailable").response()
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, err: Exception) -> Response:

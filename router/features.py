@@ -27,7 +27,7 @@ _MATH_MARKS = ("\\frac", "\\sum", "\\int", "solve", "equation", "prove", "integr
 _CONSTRAINT_WORDS = frozenset({"must", "exactly", "only", "without", "format", "never", "always"})
 _CONSTRAINT_PHRASES = ("do not", "step by step", "no more than", "don't", "at least", "at most")
 _WORD_HASHES: dict[str, int] = {}
-_WORD_HASHES_LIMIT = 200_000
+_WORD_HASHES_LIMIT = 20_000  # ~2 MB: the common vocabulary; rare words are simply hashed again
 _MIX = 0x9E3779B1
 
 STRUCTURAL = ("log_chars", "log_words", "questions", "constraints", "code", "math", "digits", "non_ascii", "lines")
@@ -81,7 +81,7 @@ def _word_hash(word: str) -> int:
     value = _WORD_HASHES.get(word)
     if value is None:
         value = zlib.crc32(word.encode())
-        if len(_WORD_HASHES) < _WORD_HASHES_LIMIT:
+        if len(_WORD_HASHES) < _WORD_HASHES_LIMIT and not word.isdigit():  # numbers never end: not memoized
             _WORD_HASHES[word] = value
     return value
 

@@ -116,3 +116,62 @@ def _records_eventually(base: str, key: str, expected: int, timeout_s: float = 2
             return records
         time.sleep(0.5)
     return records
+
+
+def test_a_gateway_starts_with_redis_down_and_works_once_it_is_up(tmp_path: Path, sims: dict[str, str]) -> None:
+    port = free_port()
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(textwrap.dedent(f"""
+        redis_url: redis://127.0.0.1:{port}/0
+        data_dir: {tmp_path / "gateway-data"}
+        auth: {{admin_key: "{ADMIN_KEY}", key_hash_secret: start-secret}}
+        backends: [{{name: small, kind: vllm, urls: ["{sims['small']}/v1"]}}]
+        models: [{{name: cheap, targets: [{{backend: small, model: sim-small}}]}}]
+    """))
+    process, base = start_gateway(config, {}, tmp_path)
+    try:
+        started = time.monotonic()
+        ready = httpx.get(base + "/readyz", timeout=10)
+        refused = httpx.get(base + "/admin/tenants", headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+        from gateway.keys import new_key
+
+        well_formed = new_key().full  # unknown to any store: only Redis could say
+        unknown = httpx.get(base + "/v1/models", headers={"authorization": f"Bearer {well_formed}"}, timeout=10)
+        assert ready.status_code == 503 and ready.json()["redis"] is False
+        assert refused.status_code == 503 and unknown.status_code == 503
+        assert time.monotonic() - started < 5  # bounded: nothing waits on the missing Redis
+        server = _valkey(port, tmp_path / "valkey")
+        try:
+            time.sleep(1.5)
+            with httpx.Client(base_url=base, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10) as api:
+                assert api.post("/admin/tenants", json={"id": "late"}).status_code == 201
+                key = api.post("/admin/keys", json={"tenant": "late"}).json()["key"]
+            answer = httpx.post(base + "/v1/chat/completions", headers={"authorization": f"Bearer {key}"}, timeout=10,
+                                json={"model": "cheap", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+            assert answer.status_code == 200 and httpx.get(base + "/readyz", timeout=10).status_code == 200
+        finally:
+            server.stop()
+    finally:
+        stop(process)
+
+
+def test_a_stalled_redis_slows_nothing_beyond_its_timeouts_and_loses_no_record(outage_stack) -> None:
+    base, data, port, holder = outage_stack
+    with httpx.Client(base_url=base, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=10) as api:
+        api.post("/admin/tenants", json={"id": "stalled"})
+        key = api.post("/admin/keys", json={"tenant": "stalled"}).json()["key"]
+        api.put("/admin/tenants/stalled/limits", json={"tenant": {"rpm": 100_000}})
+    time.sleep(0.6)
+    body = {"model": "cheap", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    headers = {"authorization": f"Bearer {key}"}
+    assert httpx.post(base + "/v1/chat/completions", json=body, headers=headers, timeout=10).status_code == 200
+    holder["server"].client().client_pause(4000, all=False)  # writes wait: admission and the ledger
+    answered, slowest = 0, 0.0
+    for _ in range(5):
+        started = time.monotonic()
+        response = httpx.post(base + "/v1/chat/completions", json=body, headers=headers, timeout=10)
+        slowest = max(slowest, time.monotonic() - started)
+        answered += response.status_code == 200
+    assert answered == 5 and slowest < 3.5  # limits fail open after the 1 s timeout; records spool
+    time.sleep(4)
+    assert len(_records_eventually(base, key, 6)) == 6
