@@ -127,7 +127,7 @@ async def set_thresholds(request: Request, body: RouterThresholds) -> dict:
     for tenant, value in body.tenants.items():
         if value is not None and not 0 <= value <= 1:
             raise APIError(400, f"tenants.{tenant}: threshold must be between 0 and 1", code="invalid_value")
-    async with gateway.redis.pipeline(transaction=True) as pipe:
+    async with gateway.redis.pipeline(transaction=False) as pipe:  # one key; also fine on a Cluster
         if body.threshold is not None:
             pipe.hset(THRESHOLDS_KEY, "global", body.threshold)
         if body.escalation is not None:

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -29,13 +30,25 @@ REDIS_TIMEOUT_S = 1.0
 REDIS_MAX_CONNECTIONS = 64
 
 
+CLUSTER_SCHEME = "redis+cluster://"
+
+
 def redis_client(url: str) -> Redis:
     """A Redis client whose every call gives up after a bounded time instead of hanging.
 
     The pool blocks (up to the same timeout) when all its connections are busy, instead of
     failing at once as redis-py's default pool does past 100 concurrent calls: under a burst,
     requests queue for a connection for a few milliseconds rather than erroring.
+    ``redis+cluster://host:port`` connects to a Redis/Valkey Cluster through any of its nodes.
     """
+    if url.startswith(CLUSTER_SCHEME):
+        return RedisCluster.from_url(  # type: ignore[return-value]
+            "redis://" + url[len(CLUSTER_SCHEME):],
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            max_connections=REDIS_MAX_CONNECTIONS,
+            cluster_error_retry_attempts=2,
+        )
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=REDIS_MAX_CONNECTIONS,

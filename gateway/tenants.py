@@ -152,10 +152,10 @@ class TenantStore:
             "created": str(record.created),
             "revoked": "1" if record.revoked else "0",
         }
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(f"tg:key:{record.key_id}", mapping=mapping)
-            pipe.sadd(f"tg:tenant:{record.tenant or '_admin'}:keys", record.key_id)
-            await pipe.execute()
+        # Two writes, not a transaction: the keys live in different slots on a Redis Cluster. The
+        # record first, so an id listed in the index always has a record.
+        await self.redis.hset(f"tg:key:{record.key_id}", mapping=mapping)
+        await self.redis.sadd(f"tg:tenant:{record.tenant or '_admin'}:keys", record.key_id)
 
     async def get_key(self, key_id: str) -> KeyRecord | None:
         return key_record_from_hash(await self.redis.hgetall(f"tg:key:{key_id}"))
@@ -182,7 +182,7 @@ class TenantStore:
 
     async def set_limits(self, hash_key: str, prefix: str, values: dict[str, float | None]) -> None:
         """Write limit overrides under ``prefix``; None removes an override (back to the default)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:  # one key; also fine on a Cluster
             for name, value in values.items():
                 if value is None:
                     pipe.hdel(hash_key, prefix + name)
