@@ -20,11 +20,13 @@ serve: $(STAMP)
 test: $(STAMP) system-deps
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
-# Debian packages some tests drive: headless Chromium (the dashboard) and docker-compose (to
-# validate docker-compose.yml; no Docker engine is needed). Installed when missing.
-SYSTEM_DEPS := chromium docker-compose
+# Debian packages some tests drive (command:package): headless Chromium (the dashboard),
+# docker-compose (to validate docker-compose.yml; no Docker engine is needed) and nginx (the load
+# balancer of the scale-out test). Installed when missing.
+SYSTEM_DEPS := chromium:chromium docker-compose:docker-compose nginx:nginx-light
 system-deps:
-	@missing=""; for tool in $(SYSTEM_DEPS); do command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	@missing=""; for pair in $(SYSTEM_DEPS); do tool=$${pair%%:*}; \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
 	  echo "installing Debian packages for the tests:$$missing"; \

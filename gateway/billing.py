@@ -100,6 +100,16 @@ class Billing:
             return OperatingPoint(load.running, fallback.mean_context)
         return OperatingPoint(load.running, max(load.kv_usage * capacity / load.running, 1.0))
 
+    def worst_case_cost(self, backend: str, upstream_model: str, usage: dict) -> float:
+        """An upper bound for budget holds: a self-hosted call costs the most when it runs alone
+        (nothing to share the GPU-second with), whatever the engine's load turns out to be."""
+        pricer = self.pricer(backend, upstream_model)
+        if pricer is None:
+            return 0.0
+        normalized = normalize_usage(usage)
+        context = normalized.uncached_input + normalized.cached_input + normalized.output
+        return pricer.cost(normalized, OperatingPoint(1.0, max(float(context), 1.0)))
+
     def price(self, backend: str, upstream_model: str, usage: dict | None, load: EngineLoad | None,
               flagship_load: EngineLoad | None = None) -> Price:
         """The call's price at its replica's load, and the flagship's at the flagship's own load."""

@@ -41,6 +41,7 @@ class Call:
     requested_model: str = ""
     route: Route | None = None
     route_kind: str = "direct"  # direct, router or cascade
+    escalation_route: Route | None = None  # a cascade: where it goes if the cheap answer is unsure
     decision: Decision | None = None
     stream: bool = False
     ticket: Ticket | None = None

@@ -157,7 +157,7 @@ async def _answer(gateway: GatewayState, call: proxy.Call, include_usage: bool) 
     if call.route_kind == "cascade":
         router = gateway.router
         assert router is not None
-        flagship = pool.resolve(router.config.flagship)
+        flagship = call.escalation_route or pool.resolve(router.config.flagship)
         threshold = router.escalation_threshold
         if call.stream:
             holdback = router.config.cascade.holdback_tokens
@@ -186,6 +186,8 @@ async def _serve(request: Request, gateway: GatewayState, caller: Caller, call: 
         raise APIError(404, f"model {parsed.model!r} needs a router (the `router` config block)",
                        code="model_not_found", param="model")
     call.route = gateway.pool.resolve(call.decision.model if call.decision else parsed.model)
+    if call.route_kind == "cascade" and router is not None:
+        call.escalation_route = gateway.pool.resolve(router.config.flagship)
     state["model"], state["stream"], state["route"] = call.route.model, call.stream, call.route_kind
     if gateway.prefix_router is not None:
         await _prefer_replica(gateway.prefix_router, call)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 import time
-from pathlib import Path
 from typing import Iterator
 
 import httpx

@@ -69,3 +69,15 @@ def test_upstream_errors_never_echo_the_providers_key() -> None:
     assert secret not in echoed.message and "***" in echoed.message and echoed.status == 400
     refused = rejection(401, f"invalid key {secret}")
     assert refused.status == 502 and secret not in refused.message and refused.code == "upstream_auth_failed"
+
+
+def test_key_hashes_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    from gateway import keys
+
+    seen = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(keys.hmac, "compare_digest", lambda a, b: seen.append((a, b)) or real(a, b))
+    assert keys.hashes_match("abc", "abc") and not keys.hashes_match("abc", "abd")
+    assert len(seen) == 2  # every comparison goes through hmac.compare_digest

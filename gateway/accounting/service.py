@@ -50,8 +50,12 @@ class Accounting:
         """The highest price any of the route's targets could charge for this call."""
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": output_tokens,
                  "prompt_tokens_details": {"cached_tokens": min(call.expected_cached_tokens, prompt_tokens)}}
-        costs = [self.billing.price(t.backend.name, t.upstream_model, usage, None).cost_usd for t in call.route.targets]
-        return max(costs, default=0.0)
+        total = 0.0
+        for route in (call.route, call.escalation_route):  # a cascade may pay for both calls
+            if route is not None:
+                total += max((self.billing.worst_case_cost(t.backend.name, t.upstream_model, usage) for t in route.targets),
+                             default=0.0)
+        return total
 
     async def admit(self, call: Call, limits: CallerLimits) -> Ticket:
         """Check and reserve; raises 429 (rate limit or budget). Skipped when nothing is limited."""
