@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.doc_sections import write_section  # noqa: E402
 
 PROMPTS = {
     "1 KB prose": ("Summarise the attached quarterly report for the leadership team, focusing on revenue, "
@@ -67,11 +68,6 @@ def quality() -> str:
     return "\n".join(lines)
 
 
-def _replace(text: str, name: str, body: str) -> str:
-    section = f"<!-- {name}:start -->\n{body}\n<!-- {name}:end -->"
-    return re.sub(rf"<!-- {name}:start -->.*?<!-- {name}:end -->", lambda _: section, text, flags=re.S)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=5000)
@@ -82,10 +78,8 @@ def main() -> None:
     speed_table, quality_table = speed(args.iterations), quality()
     print(speed_table, "\n", quality_table, sep="\n")
     if not args.no_write:
-        doc = ROOT / "docs" / "moderation.md"
-        text = _replace(_replace(doc.read_text(), "speed", f"Measured {time.strftime('%Y-%m-%d')} on one pinned core.\n\n{speed_table}"),
-                        "quality", quality_table)
-        doc.write_text(text)
+        write_section("moderation.md", "speed", f"Measured {time.strftime('%Y-%m-%d')} on one pinned core.\n\n{speed_table}")
+        write_section("moderation.md", "quality", quality_table)
 
 
 if __name__ == "__main__":

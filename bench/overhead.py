@@ -35,6 +35,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.doc_sections import write_section  # noqa: E402
+
 from tests.processes import free_port, stop, wait_http  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key-0123456789"
@@ -234,15 +236,8 @@ def main() -> None:
 
 
 def update_doc(table: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    section = (f"<!-- overhead:start -->\nMeasured {datetime.date.today().isoformat()} on {machine()}; "
-               f"gateway: 1 uvicorn worker pinned to core 0; wrk, nginx and Valkey on core 1.\n\n{table}\n<!-- overhead:end -->")
-    if "<!-- overhead:start -->" in text:
-        text = re.sub(r"<!-- overhead:start -->.*?<!-- overhead:end -->", lambda _: section, text, flags=re.S)
-    else:
-        text += "\n" + section + "\n"
-    doc.write_text(text)
+    write_section("benchmarks.md", "overhead", f"Measured {datetime.date.today().isoformat()} on {machine()}; "
+                  f"gateway: 1 uvicorn worker pinned to core 0; wrk, nginx and Valkey on core 1.\n\n{table}")
 
 
 if __name__ == "__main__":

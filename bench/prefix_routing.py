@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 import sys
 import tempfile
 import textwrap
@@ -30,6 +29,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.doc_sections import write_section  # noqa: E402
 
 from tests.processes import start_gateway, start_sim, stop  # noqa: E402
 
@@ -150,16 +151,11 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text()
-        section = (f"<!-- prefix:start -->\nMeasured {time.strftime('%Y-%m-%d')}: {args.tenants} tenants x {args.conversations} "
-                   f"conversations x {args.turns} turns plus one-off prompts, concurrency {args.concurrency}, "
-                   f"{KV_TOKENS:,} KV tokens per replica.\n\n{table}\n<!-- prefix:end -->")
-        if "<!-- prefix:start -->" in text:
-            text = re.sub(r"<!-- prefix:start -->.*?<!-- prefix:end -->", lambda _: section, text, flags=re.S)
-        else:
-            text += "\n## Prefix-aware replica choice\n\n`python bench/prefix_routing.py`: see its docstring.\n\n" + section + "\n"
-        doc.write_text(text)
+        write_section("benchmarks.md", "prefix",
+                      f"Measured {time.strftime('%Y-%m-%d')}: {args.tenants} tenants x {args.conversations} conversations x "
+                      f"{args.turns} turns plus one-off prompts, concurrency {args.concurrency}, {KV_TOKENS:,} KV tokens per "
+                      f"replica.\n\n{table}",
+                      "\n## Prefix-aware replica choice\n\n`python bench/prefix_routing.py`: see its docstring.\n\n")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.doc_sections import write_section  # noqa: E402
 
 SIZES = (100, 330, 2_000, 20_000, 200_000)
 
@@ -76,15 +77,9 @@ def main() -> None:
     result = table(measure(args.iterations))
     print(result)
     if not args.no_write:
-        doc = ROOT / "docs" / "router.md"
-        text = doc.read_text()
-        section = f"<!-- decision:start -->\nMeasured {time.strftime('%Y-%m-%d')} on one pinned core.\n\n{result}\n<!-- decision:end -->"
-        if "<!-- decision:start -->" in text:
-            text = re.sub(r"<!-- decision:start -->.*?<!-- decision:end -->", lambda _: section, text, flags=re.S)
-        else:
-            text += "\n## Decision time on the request path\n\n`python bench/router_decision.py`: the whole decision " \
-                    "(prompt extraction, features, score, threshold) by prompt size. Target: p99 at most 200 us.\n\n" + section + "\n"
-        doc.write_text(text)
+        write_section("router.md", "decision", f"Measured {time.strftime('%Y-%m-%d')} on one pinned core.\n\n{result}",
+                      "\n## Decision time on the request path\n\n`python bench/router_decision.py`: the whole decision "
+                      "(prompt extraction, features, score, threshold) by prompt size. Target: p99 at most 200 us.\n\n")
 
 
 if __name__ == "__main__":

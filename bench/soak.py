@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import sys
 import tempfile
 import textwrap
@@ -30,6 +29,8 @@ import redis as sync_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.doc_sections import write_section  # noqa: E402
 
 from tests.processes import start_gateway, start_sim, stop  # noqa: E402
 
@@ -176,16 +177,9 @@ def main() -> None:
                f"| unexpected errors | | {unexpected} | {'yes' if unexpected == 0 else 'no'} |\n")
     print(summary)
     if not args.no_write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        text = doc.read_text()
-        section = f"<!-- soak:start -->\n{summary}<!-- soak:end -->"
-        if "<!-- soak:start -->" in text:
-            text = re.sub(r"<!-- soak:start -->.*?<!-- soak:end -->", lambda _: section, text, flags=re.S)
-        else:
-            text += ("\n## Soak\n\n`python bench/soak.py` (ten minutes; not in CI): a mix of whole and streamed "
-                     "answers, cache hits, cascades and rate-limit rejections at 70% of the measured maximum.\n\n"
-                     + section + "\n")
-        doc.write_text(text)
+        write_section("benchmarks.md", "soak", summary,
+                      "\n## Soak\n\n`python bench/soak.py` (ten minutes; not in CI): a mix of whole and streamed answers, "
+                      "cache hits, cascades and rate-limit rejections at 70% of the measured maximum.\n\n")
 
 
 if __name__ == "__main__":

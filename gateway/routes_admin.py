@@ -160,9 +160,7 @@ async def router_labels(request: Request, after: str | None = None, limit: int =
 async def get_moderation(request: Request, tenant_id: str) -> dict:
     """A tenant's moderation overrides and the policy in force for it."""
     gateway = await admin_gateway(request)
-    fields = await gateway.store.tenant_fields(tenant_id)
-    if not fields:
-        raise APIError(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
+    fields = await gateway.store.existing_tenant_fields(tenant_id)
     overrides = orjson.loads(fields["moderation"]) if fields.get("moderation") else {}
     effective = None
     if gateway.moderation is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import APIError
 from .accounting.limits import LIMIT_NAMES, LimitSet, prefixed, resolve
 from .routes_admin import admin_gateway
 
@@ -54,9 +53,7 @@ def _as_dict(limits: LimitSet) -> dict[str, float | None]:
 @router.get("/tenants/{tenant_id}/limits")
 async def get_tenant_limits(request: Request, tenant_id: str) -> dict:
     gateway = await admin_gateway(request)
-    fields = await gateway.store.tenant_fields(tenant_id)
-    if not fields:
-        raise APIError(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
+    fields = await gateway.store.existing_tenant_fields(tenant_id)
     accounting = gateway.accounting
     effective = resolve(accounting.default_tenant_limits, accounting.default_key_limits, fields, {})
     return {

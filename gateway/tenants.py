@@ -106,6 +106,13 @@ class TenantStore:
         """The tenant's raw hash (limits overrides included); empty when there is no such tenant."""
         return _decode(await self.redis.hgetall(f"tg:tenant:{tenant_id}"))
 
+    async def existing_tenant_fields(self, tenant_id: str) -> dict[str, str]:
+        """The tenant's raw hash, or a 404 naming the tenant."""
+        fields = await self.tenant_fields(tenant_id)
+        if not fields:
+            raise APIError(404, f"no tenant {tenant_id!r}", code="tenant_not_found")
+        return fields
+
     async def list_tenants(self) -> list[dict[str, object]]:
         ids = sorted(member.decode() for member in await self.redis.smembers("tg:tenants"))
         tenants = [await self.get_tenant(tenant_id) for tenant_id in ids]
