@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.doc_sections import write_section  # noqa: E402
+from bench.timing import percentiles_us  # noqa: E402
 
 PROMPTS = {
     "1 KB prose": ("Summarise the attached quarterly report for the leadership team, focusing on revenue, "
@@ -38,15 +38,8 @@ def speed(iterations: int) -> str:
     lines = ["| prompt | chars | p50 us | p99 us |", "|---|---:|---:|---:|"]
     for name, text in PROMPTS.items():
         body = {"messages": [{"role": "user", "content": text[:1024]}]}
-        for _ in range(200):
-            engine.check_request(body, rules)
-        samples = []
-        for _ in range(iterations):
-            started = time.perf_counter_ns()
-            engine.check_request(body, rules)
-            samples.append((time.perf_counter_ns() - started) / 1000)
-        samples.sort()
-        lines.append(f"| {name} | {len(text[:1024])} | {statistics.median(samples):.0f} | {samples[int(0.99 * len(samples))]:.0f} |")
+        p50, p99 = percentiles_us(lambda: engine.check_request(body, rules), iterations)
+        lines.append(f"| {name} | {len(text[:1024])} | {p50:.0f} | {p99:.0f} |")
     return "\n".join(lines)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.doc_sections import write_section  # noqa: E402
+from bench.timing import percentiles_us  # noqa: E402
 
 SIZES = (100, 330, 2_000, 20_000, 200_000)
 
@@ -49,15 +49,8 @@ def measure(iterations: int) -> list[tuple[int, float, float]]:
     for size in SIZES:
         body = {"model": "auto", "messages": [{"role": "system", "content": "You are helpful."},
                                               {"role": "user", "content": _prompt(size, rng)}]}
-        for _ in range(50):
-            router.route("auto", body, "tenant")
-        samples = []
-        for _ in range(iterations):
-            started = time.perf_counter_ns()
-            router.route("auto", body, "tenant")
-            samples.append((time.perf_counter_ns() - started) / 1000)
-        samples.sort()
-        rows.append((size, statistics.median(samples), samples[int(0.99 * len(samples)) - 1]))
+        p50, p99 = percentiles_us(lambda: router.route("auto", body, "tenant"), iterations)
+        rows.append((size, p50, p99))
     return rows
 
 
