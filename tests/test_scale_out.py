@@ -87,6 +87,18 @@ def _fire(bases: list[str], key: str, count: int, model: str = "cheap", max_toke
         return list(pool.map(one, range(count)))
 
 
+def _fill(bases: list[str], key: str, responses: list[httpx.Response]) -> None:
+    """After the concurrent burst, one request at a time until refused: nothing is in flight when
+    the limit runs out, so what is measured is the limit, not the burst's estimation error."""
+    for index in range(600):
+        responses.append(httpx.post(bases[index % len(bases)] + "/v1/chat/completions", timeout=30,
+                                    headers={"authorization": f"Bearer {key}"},
+                                    json={"model": "cheap", "messages": [{"role": "user", "content": f"f{index}"}],
+                                          "max_tokens": 8}))
+        if responses[-1].status_code == 429:
+            return
+
+
 def _fresh_minute() -> None:
     if time.time() % 60 > 30:
         time.sleep(60 - time.time() % 60 + 0.2)
@@ -101,16 +113,14 @@ def test_limits_and_budgets_hold_across_replicas_and_reports_equal_what_was_serv
     with ThreadPoolExecutor(3) as pool:
         rpm, tpm, budget = pool.map(lambda args: _fire(cluster, *args),
                                     [(rpm_key, 150), (tpm_key, 200), (budget_key, 400)])
-    for index in range(600):  # then one at a time, so no hold is in flight when it runs out
-        budget.append(httpx.post(cluster[index % len(cluster)] + "/v1/chat/completions", timeout=30,
-                                 headers={"authorization": f"Bearer {budget_key}"},
-                                 json={"model": "cheap", "messages": [{"role": "user", "content": f"b{index}"}], "max_tokens": 8}))
-        if budget[-1].status_code == 429:
-            break
+    _fill(cluster, budget_key, budget)
+    _fill(cluster, tpm_key, tpm)
     assert sum(r.status_code == 200 for r in rpm) == 60
     assert {r.status_code for r in rpm} == {200, 429}
     used = sum(r.json()["usage"]["total_tokens"] for r in tpm if r.status_code == 200)
-    # Admission holds the estimate (tiktoken); usage reconciles it to the engine's real count.
+    # Admission holds the estimate (tiktoken); usage reconciles it to the engine's real count. In a
+    # concurrent burst, calls admitted on estimates can overshoot by their estimation error (seen:
+    # 2.3% with the simulator's chat template); once settled, the limit holds within 2%.
     assert 0.98 * 3000 <= used <= 1.02 * 3000
     spent = sum(float(r.headers["x-tollgate-cost-usd"]) for r in budget if r.status_code == 200)
     # Admission holds the worst case (the call running alone on its GPUs, about 5e-5 USD here), so a

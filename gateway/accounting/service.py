@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..proxy import Call
 
 
+TEMPLATE_MARGIN_TOKENS = 16
+
+
 class Accounting:
     def __init__(self, settings: Settings, redis: Redis, scripts: ScriptRunner, billing: Billing) -> None:
         config = settings.limits
@@ -64,7 +67,9 @@ class Accounting:
             return call.ticket
         prompt = tokens.prompt_tokens(call.body)
         output = self.output_budget(call.body)
-        call.reserved_tokens = prompt + output
+        # The engine's chat template and tokenizer are not the gateway's: hold a margin so that calls
+        # admitted together on estimates do not overshoot the limit; usage reconciles it afterwards.
+        call.reserved_tokens = prompt + prompt // 10 + TEMPLATE_MARGIN_TOKENS + output
         needs_cost = any(getattr(s, n) is not None for s in (limits.tenant, limits.key) for n in ("daily_usd", "monthly_usd"))
         max_cost = self.max_cost_usd(call, prompt, output) if needs_cost else 0.0
         checks = checks_for(limits, call.tenant, call.key_id, call.reserved_tokens, max_cost)
