@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/tollgate serve $(ARGS)
 
+# ruff first: undefined names and unused imports (pyproject's [tool.ruff]) fail fast, before the suite.
 test: $(STAMP) system-deps
+	$(BIN)/ruff check --quiet .
 	$(BIN)/pytest -m "not slow" $(ARGS)
 
 # Debian packages some tests drive (command:package): headless Chromium (the dashboard),

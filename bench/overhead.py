@@ -7,10 +7,12 @@ explicitly named, unpriced model through, (c) the gateway's full pipeline as it 
 ``model="auto"``, so the learned router scores the prompt and picks the model, and the call is
 priced with its flagship counterfactual from the roofline model, and admitted against rate
 limits and budgets of its tenant and key (one Redis script). Both (b) and (c) write a ledger
-record per call (a second script). Caches and moderation join (c) as they land. Writes a table
+record per call (a second script). Caches and moderation join (c) as they land. With
+``--cluster``, (d) runs (c) against a three-node Valkey Cluster (``redis+cluster://``), where the
+scripts go through redis-py's cluster client instead of the pipelined connection. Writes a table
 to docs/benchmarks.md.
 
-    python bench/overhead.py [--duration 5] [--compare litellm]
+    python bench/overhead.py [--duration 5] [--compare litellm] [--cluster]
 
 Needs nginx and wrk (Debian: apt-get install nginx-light wrk); it installs them when run as root.
 """
@@ -18,6 +20,7 @@ Needs nginx and wrk (Debian: apt-get install nginx-light wrk); it installs them 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -38,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.doc_sections import write_section  # noqa: E402
 
 from tests.processes import free_port, stop, wait_http  # noqa: E402
+from tests.valkey_cluster import valkey_cluster  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key-0123456789"
 COMPLETION = (
@@ -88,6 +92,7 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
     from router.train import fit
     from tests.router_data import synthetic_examples
 
+    workdir.mkdir(exist_ok=True)
     router = workdir / "router.json"
     fit(synthetic_examples(600)).save(router)
     config = workdir / "tollgate.yaml"
@@ -195,6 +200,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--compare", choices=["litellm"], default=None)
+    parser.add_argument("--cluster", action="store_true", help="also (d): the full pipeline on a 3-node Valkey Cluster")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
     ensure_tools()
@@ -202,7 +208,7 @@ def main() -> None:
 
     levels = [int(c) for c in args.concurrency.split(",")]
     rows: list[tuple[str, int, dict[str, float]]] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as cluster:
         workdir = Path(tmp)
         valkey = ValkeyServer(data_dir=workdir / "valkey")
         valkey.start()
@@ -218,6 +224,12 @@ def main() -> None:
                 litellm, litellm_base, litellm_key = start_litellm(workdir, upstream_port)
                 processes.append(litellm)
                 setups.append(("LiteLLM proxy", litellm_base, litellm_key, BODY))
+            if args.cluster:
+                ports = cluster.enter_context(valkey_cluster(workdir / "cluster"))
+                cluster_gateway, cluster_base, _, cluster_key = start_gateway(
+                    workdir / "on-cluster", upstream_port, f"redis+cluster://127.0.0.1:{ports[0]}")
+                processes.append(cluster_gateway)
+                setups.append(("(d) full pipeline, Valkey Cluster", cluster_base, cluster_key, FULL_BODY))
             for name, url, setup_key, body in setups:
                 wrk(url + "/v1/chat/completions", setup_key, 8, 2, workdir, body)  # warm-up
                 for connections in levels:

@@ -22,6 +22,8 @@ _WORD = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 _LINE_END_CODE = re.compile(r"[;{][ \t]*$", re.M)
 _DIGIT_OPERATOR = re.compile(r"\d\s*[-+*/^=<>]\s*\d")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SENTENCE_ENDS = (". ", "? ", "! ", ".\n", "?\n", "!\n")
 _CODE_MARKS = ("```", "def ", "class ", "return", "#include", "select ", "=>", "function", "import ", "</")
 _MATH_MARKS = ("\\frac", "\\sum", "\\int", "solve", "equation", "prove", "integral", "derivative", "theorem")
 _CONSTRAINT_WORDS = frozenset({"must", "exactly", "only", "without", "format", "never", "always"})
@@ -30,7 +32,10 @@ _WORD_HASHES: dict[str, int] = {}
 _WORD_HASHES_LIMIT = 20_000  # ~2 MB: the common vocabulary; rare words are simply hashed again
 _MIX = 0x9E3779B1
 
-STRUCTURAL = ("log_chars", "log_words", "questions", "constraints", "code", "math", "digits", "non_ascii", "lines")
+# "numbers" and "sentences" stand for the number of quantities and steps in a word problem, the usual
+# proxy for how many reasoning steps it takes (where small models fall behind first).
+STRUCTURAL = ("log_chars", "log_words", "questions", "constraints", "code", "math", "digits", "non_ascii", "lines",
+              "numbers", "sentences")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ def structural(text: str, tokens: list[str], full_length: int) -> list[float]:
         digits / chars * 5,
         0.0 if text.isascii() else (len(text.encode()) - len(text)) / chars,
         min(text.count("\n"), 50) / 25,
+        math.log1p(len(_NUMBER.findall(text))) / 3,
+        math.log1p(sum(map(text.count, _SENTENCE_ENDS))) / 3,
     ]
 
 

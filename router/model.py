@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .features import FeatureSettings, clipped, ngram_counts, structural, tokens_of
+from .features import STRUCTURAL, FeatureSettings, clipped, ngram_counts, structural, tokens_of
 
-FORMAT = "tollgate-router/2"  # 2: integer-mixed bigram hashes, clipped long prompts
+FORMAT = "tollgate-router/3"  # 2: integer-mixed bigram hashes, clipped long prompts; 3: numbers and sentences
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class RouterModel:
         document = {
             "format": FORMAT,
             "features": {"buckets": self.settings.buckets, "ngram_max": self.settings.ngram_max,
-                         "head_chars": self.settings.head_chars, "tail_chars": self.settings.tail_chars},
+                         "head_chars": self.settings.head_chars, "tail_chars": self.settings.tail_chars,
+                         "structural": list(STRUCTURAL)},
             "bias": self.bias,
             "weights": [[index, round(value, 6)] for index, value in sorted(self.weights.items())],
             "metadata": self.metadata,
@@ -69,8 +70,11 @@ def load(path: str | Path) -> RouterModel:
         raise RouterFileError(f"cannot read router {path}: {err}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise RouterFileError(f"{path} is not a {FORMAT} artifact")
+    features = document.get("features")
+    if not isinstance(features, dict) or features.get("structural") != list(STRUCTURAL):
+        raise RouterFileError(f"{path} was trained with other structural features (or none); train it again")
     try:
-        settings = FeatureSettings(**document["features"])
+        settings = FeatureSettings(**{k: v for k, v in features.items() if k != "structural"})
         weights = {int(index): float(value) for index, value in document["weights"]}
         return RouterModel(settings, weights, float(document["bias"]), document.get("metadata", {}))
     except (KeyError, TypeError, ValueError) as err:

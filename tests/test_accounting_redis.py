@@ -40,13 +40,13 @@ def _ledger(redis, tmp_path: Path, url: str) -> Ledger:
 def test_concurrent_admissions_never_exceed_a_limit(valkey: str) -> None:
     async def run() -> tuple[int, int]:
         redis = redis_client(valkey)
-        admission = Admission(_scripts(redis, valkey), fail_open=False)
+        admission = Admission(_scripts(redis, valkey), fail_open=False, hold_ttl_s=60)
         limits = CallerLimits(LimitSet(rpm=37), LimitSet())
         tenant = f"race-{time.time_ns()}"
 
         async def one() -> bool:
             try:
-                await admission.admit(checks_for(limits, tenant, "k", 1, 0), tenant)
+                await admission.admit(checks_for(limits, tenant, "k", 1, 0), tenant, "r")
                 return True
             except APIError as err:
                 assert err.status == 429 and err.code == "rate_limit_exceeded"
@@ -65,18 +65,47 @@ def test_concurrent_admissions_never_exceed_a_limit(valkey: str) -> None:
 def test_budget_holds_the_maximum_and_settles_the_real_cost(valkey: str, tmp_path: Path) -> None:
     async def run() -> None:
         redis = redis_client(valkey)
-        admission, ledger = Admission(_scripts(redis, valkey), fail_open=False), _ledger(redis, tmp_path, valkey)
+        admission, ledger = Admission(_scripts(redis, valkey), fail_open=False, hold_ttl_s=60), _ledger(redis, tmp_path, valkey)
         tenant = f"budget-{time.time_ns()}"
         limits = CallerLimits(LimitSet(daily_usd=1.0), LimitSet())
-        first = await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant)
+        first = await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant, "req-1")
         with pytest.raises(APIError) as rejected:  # 0.6 held + 0.6 > 1.0
-            await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant)
+            await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant, "req-2")
         assert rejected.value.code == "insufficient_quota" and "retry-after" in rejected.value.headers
         record = CallRecord("req-1", time.time(), tenant, "k", "/chat/completions", "m", model="m", cost_usd=0.05)
         await ledger.write(record, first.settlements(15, 0.05))
         state = await redis.hgetall(first.checks[0].key)
         assert int(state[b"held"]) == 0 and int(state[b"used"]) == 50_000_000
-        await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant)  # now it fits
+        await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant, "req-3")  # now it fits
+        await redis.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_hold_never_recorded_expires_and_a_late_record_does_not_release_it_twice(valkey: str, tmp_path: Path) -> None:
+    """A gateway that dies mid-call never records it: its hold must not block the budget for the day."""
+    async def run() -> None:
+        redis = redis_client(valkey)
+        admission, ledger = Admission(_scripts(redis, valkey), fail_open=False, hold_ttl_s=2), _ledger(redis, tmp_path, valkey)
+        tenant = f"orphan-{time.time_ns()}"
+        limits = CallerLimits(LimitSet(daily_usd=1.0), LimitSet(monthly_usd=5.0))
+        orphan = await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant, "orphan")
+        with pytest.raises(APIError):
+            await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant, "too-early")
+        await asyncio.sleep(3.2)  # past the hold's deadline (whole seconds of Redis TIME)
+        later = await admission.admit(checks_for(limits, tenant, "k", 10, 0.6), tenant, "later")
+        for check in later.checks:
+            state = await redis.hgetall(check.key)
+            assert int(state[b"held"]) == 600_000_000 and await redis.zcard(f"{check.key}:h") == 1
+        # The orphan's record arrives after all (a spool replay): its cost counts, its hold is not released again.
+        await ledger.write(CallRecord("orphan", time.time(), tenant, "k", "/chat/completions", "m", cost_usd=0.1),
+                           orphan.settlements(15, 0.1))
+        await ledger.write(CallRecord("later", time.time(), tenant, "k", "/chat/completions", "m", cost_usd=0.2),
+                           later.settlements(15, 0.2))
+        for check in later.checks:
+            state = await redis.hgetall(check.key)
+            assert int(state[b"held"]) == 0 and int(state[b"used"]) == 300_000_000
+            assert await redis.zcard(f"{check.key}:h") == 0
         await redis.aclose()
 
     asyncio.run(run())

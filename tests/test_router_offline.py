@@ -13,7 +13,8 @@ import pytest
 from router import data
 from router.evaluate import apgr, cpt, evaluate
 from router.model import RouterFileError, load
-from router.train import cross_validated_scores, fit
+from router.features import STRUCTURAL, structural, tokens_of
+from router.train import DEFAULT_REGULARIZATION, REGULARIZATION_GRID, cross_validated_scores, fit
 from tests.router_data import synthetic_examples as _examples
 
 
@@ -71,7 +72,7 @@ def test_cross_validated_router_beats_random_and_artifact_is_plain_json(tmp_path
     path = tmp_path / "router.json"
     model.save(path)
     document = json.loads(path.read_text())
-    assert document["format"] == "tollgate-router/2" and document["metadata"]["data_sha256"]
+    assert document["format"] == "tollgate-router/3" and document["metadata"]["data_sha256"]
     reloaded = load(path)
     assert [reloaded.score(e.text) for e in examples[:20]] == pytest.approx([model.score(e.text) for e in examples[:20]], abs=1e-5)
     (tmp_path / "bad.json").write_text('{"format": "pickle"}')
@@ -92,3 +93,35 @@ def test_router_cli_train_and_eval(tmp_path: Path) -> None:
     (tmp_path / "broken.jsonl").write_text('{"prompt": "x"}\n')
     failed = run("train", "--data", str(tmp_path / "broken.jsonl"), "--out", str(tmp_path / "x.json"))
     assert failed.returncode == 2 and "broken.jsonl:1" in failed.stderr
+
+
+def test_regularization_is_chosen_by_cross_validation_on_the_training_data() -> None:
+    examples = _examples(500)
+    model = fit(examples)
+    tried = model.metadata["regularization_cv_apgr"]
+    assert set(tried) == {str(c) for c in REGULARIZATION_GRID}
+    assert tried[str(model.metadata["regularization"])] == max(tried.values())
+    fixed = fit(examples, regularization=0.05)
+    assert fixed.metadata["regularization"] == 0.05 and fixed.metadata["regularization_cv_apgr"] == {}
+    tiny = [data.Example(f"prompt {i}", 0.0, float(i < 3)) for i in range(12)]  # three wins cannot fill three folds
+    assert fit(tiny).metadata["regularization"] == DEFAULT_REGULARIZATION
+
+
+def test_word_problem_steps_show_in_numbers_and_sentences() -> None:
+    short = "Ana has 3 apples. How many apples does she have?"
+    long = ("Ana has 3 apples. She buys 12 more. She gives 2 to each of 4 friends. Then the number doubles. "
+            "How many apples does she have?")
+    index = {name: i for i, name in enumerate(STRUCTURAL)}
+    few, many = (structural(text, tokens_of(text), len(text)) for text in (short, long))
+    assert many[index["numbers"]] > few[index["numbers"]] > 0
+    assert many[index["sentences"]] > few[index["sentences"]] > 0
+
+
+def test_an_artifact_with_other_structural_features_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "router.json"
+    fit(_examples(200), regularization=1.0).save(path)
+    document = json.loads(path.read_text())
+    document["features"]["structural"] = document["features"]["structural"][:-2]
+    path.write_text(json.dumps(document))
+    with pytest.raises(RouterFileError, match="structural"):
+        load(path)

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from .. import metrics
 from ..errors import APIError
 from ..fast_redis import ScriptRunner
-from .limits import Check, format_reset, usd_to_nano
+from .limits import Check, format_reset, holds_key, usd_to_nano
 from .periods import seconds_to_reset
 from .scripts import ADMIT
 
@@ -65,17 +65,24 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, scripts: ScriptRunner, fail_open: bool) -> None:
+    def __init__(self, scripts: ScriptRunner, fail_open: bool, hold_ttl_s: int) -> None:
         self.scripts = scripts
         self.fail_open = fail_open
+        # A budget hold outlives any call (the request deadline bounds them); past it, the hold of a
+        # call that was never recorded (its gateway died) is released by the next admission.
+        self.hold_ttl_s = hold_ttl_s
 
-    async def admit(self, checks: list[Check], tenant: str) -> Ticket:
-        """Reserve the call's share of every limit, or raise 429 naming the limit it would break."""
+    async def admit(self, checks: list[Check], tenant: str, request_id: str) -> Ticket:
+        """Reserve the call's share of every limit, or raise 429 naming the limit it would break.
+
+        ``request_id`` names the call's budget holds; its ledger record releases them.
+        """
         if not checks:
             return Ticket()
-        args = [part for c in checks for part in (c.kind, c.limit, c.amount)]
+        keys = [c.key for c in checks] + [holds_key(c.key) for c in checks]
+        args = [part for c in checks for part in (c.kind, c.limit, c.amount)] + [request_id, self.hold_ttl_s]
         try:
-            reply = await self.scripts.run(ADMIT, [c.key for c in checks], args)
+            reply = await self.scripts.run(ADMIT, keys, args)
         except (RedisError, OSError) as err:
             return self._store_down(checks, tenant, err)
         allowed, failed, now_s = int(reply[0]), int(reply[1]), int(reply[2])

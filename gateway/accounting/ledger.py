@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from .. import metrics
 from ..fast_redis import ScriptRunner
+from .limits import holds_key
 from .periods import day_label
 from .record import CallRecord, dimension_values, metric_amounts
 from .scripts import RECORD
@@ -65,11 +66,12 @@ class Ledger:
         tenant = record.tenant
         amounts = metric_amounts(record)
         keys = [f"tg:seen:{{t:{tenant}}}:{record.request_id}", stream_key(tenant),
-                aggregate_key(tenant, day_label(record.ts)), *(s[0] for s in settle)]
+                aggregate_key(tenant, day_label(record.ts)), *(s[0] for s in settle), *(holds_key(s[0]) for s in settle)]
         args: list = [record.to_json(), self.dedupe_ttl_s, self.max_records, self.aggregate_ttl_s,
                       *dimension_values(record), len(amounts)]
         args += [part for pair in amounts.items() for part in pair]
         args += [part for s in settle for part in s[1:]]
+        args.append(record.request_id)
         try:
             await self.scripts.run(RECORD, keys, args)
         except (RedisError, OSError) as err:

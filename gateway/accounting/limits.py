@@ -83,6 +83,11 @@ def counter_key(tenant: str, scope: str, key_id: str, name: str) -> str:
     return f"tg:rl:{{t:{tenant}}}:{owner}:{name}"
 
 
+def holds_key(counter: str) -> str:
+    """The sorted set of a budget counter's outstanding holds (same hash slot as the counter)."""
+    return f"{counter}:h"
+
+
 def checks_for(limits: CallerLimits, tenant: str, key_id: str, tokens: int, max_cost_usd: float) -> list[Check]:
     """The checks of one call: one request, ``tokens`` estimated tokens, ``max_cost_usd`` reserved."""
     amounts = {"rpm": 1, "tpm": tokens, "daily_usd": usd_to_nano(max_cost_usd), "monthly_usd": usd_to_nano(max_cost_usd)}

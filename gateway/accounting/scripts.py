@@ -4,6 +4,11 @@ Each runs atomically in Redis in one round trip, whatever the number of replicas
 no two calls can both take the last unit of a limit. Windows follow the Redis server's clock
 (``TIME``): a minute, a UTC day, a UTC month. A counter is a hash ``{w, used, held}``: ``w`` is the
 window it counts, ``used`` what was consumed, ``held`` what admitted calls still reserve.
+
+Every hold is also a member ``<request id>:<amount>:<window>`` of the counter's holds set (a sorted
+set scored by the hold's deadline). Recording a call removes its member and releases the amount;
+a hold whose call never got recorded (its gateway died) is released by the next admission after
+its deadline. Whichever comes first releases it, so it is released exactly once.
 """
 
 from __future__ import annotations
@@ -31,17 +36,35 @@ local function window_of(kind)
   return month_index(math.floor(now / 86400))
 end
 local TTL = {m = 120, d = 2 * 86400 + 3600, M = 32 * 86400 + 3600}
+local function hold_member(rid, amount, window)
+  return rid .. ':' .. amount .. ':' .. string.format('%d', window)
+end
+local function release_expired(key, holds)
+  local expired = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  if #expired == 0 then return end
+  local w = tonumber(redis.call('HGET', key, 'w'))
+  for _, member in ipairs(expired) do
+    local amount, window = string.match(member, ':(%d+):(%d+)$')
+    if tonumber(window) == w then redis.call('HINCRBY', key, 'held', -tonumber(amount)) end
+  end
+  redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+end
 """
 
-# KEYS: counters. ARGV: kind, limit, amount per counter.
+# KEYS: n counters, then their n holds sets. ARGV: kind, limit, amount per counter, then the
+#       request id and how long its holds live (seconds).
 # Returns {1, 0, now, w1, v1, ...} when admitted (v: used + held after this call),
 #         {0, i, now, w1, v1, ...} when counter i would overflow (v: before this call).
 ADMIT = Script(LUA_PERIODS + """
+local n = #KEYS / 2
+local rid, hold_ttl = ARGV[3 * n + 1], tonumber(ARGV[3 * n + 2])
 local windows, values = {}, {}
 local failed = 0
-for i, key in ipairs(KEYS) do
+for i = 1, n do
+  local key = KEYS[i]
   local kind, limit, amount = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
   local w = window_of(kind)
+  if kind ~= 'm' then release_expired(key, KEYS[n + i]) end
   local state = redis.call('HMGET', key, 'w', 'used', 'held')
   local current = 0
   if tonumber(state[1]) == w then current = (tonumber(state[2]) or 0) + (tonumber(state[3]) or 0) end
@@ -49,7 +72,8 @@ for i, key in ipairs(KEYS) do
   if failed == 0 and current + amount > limit then failed = i end
 end
 if failed == 0 then
-  for i, key in ipairs(KEYS) do
+  for i = 1, n do
+    local key = KEYS[i]
     local kind, amount = ARGV[3 * i - 2], ARGV[3 * i]
     local field = (kind == 'm') and 'used' or 'held'
     if tonumber(redis.call('HGET', key, 'w')) == windows[i] then
@@ -59,21 +83,26 @@ if failed == 0 then
       redis.call('HSET', key, field, amount)
     end
     redis.call('EXPIRE', key, TTL[kind])
+    if kind ~= 'm' and tonumber(amount) > 0 then
+      redis.call('ZADD', KEYS[n + i], now + hold_ttl, hold_member(rid, amount, windows[i]))
+      redis.call('EXPIRE', KEYS[n + i], TTL[kind])
+    end
     values[i] = values[i] + tonumber(amount)
   end
 end
 local out = {failed == 0 and 1 or 0, failed, now}
-for i = 1, #KEYS do
+for i = 1, n do
   out[#out + 1] = windows[i]
   out[#out + 1] = values[i]
 end
 return out
 """)
 
-# KEYS: seen-marker, ledger stream, day aggregate, then counters to settle.
+# KEYS: seen-marker, ledger stream, day aggregate, then m counters to settle and their m holds sets.
 # ARGV: record JSON, seen TTL, stream max length, aggregate TTL, the model, key and route values,
 #       n, n (metric, amount) pairs, then per counter: kind, window at admission (-1: nothing
-#       reserved), used delta, release. Each metric is added under every dimension (record.DIMENSIONS).
+#       reserved), used delta, release; then the request id. Each metric is added under every
+#       dimension (record.DIMENSIONS).
 # Returns 1 when written, 0 when this request id was already recorded (a spool replay).
 RECORD = Script(LUA_PERIODS + """
 if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) == false then return 0 end
@@ -86,15 +115,19 @@ for i = 1, n do
 end
 if n > 0 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
 local base = 9 + 2 * n
-for i = 4, #KEYS do
-  local at = base + 4 * (i - 4)
+local m = (#KEYS - 3) / 2
+local rid = ARGV[#ARGV]
+for i = 1, m do
+  local at = base + 4 * (i - 1)
   local kind, admitted, delta, release = ARGV[at], tonumber(ARGV[at + 1]), ARGV[at + 2], ARGV[at + 3]
-  local key = KEYS[i]
+  local key = KEYS[3 + i]
   local stored = tonumber(redis.call('HGET', key, 'w'))
   if admitted >= 0 then
     if stored == admitted then
       redis.call('HINCRBY', key, 'used', delta)
-      redis.call('HINCRBY', key, 'held', -tonumber(release))
+      if tonumber(release) > 0 and redis.call('ZREM', KEYS[3 + m + i], hold_member(rid, release, admitted)) == 1 then
+        redis.call('HINCRBY', key, 'held', -tonumber(release))
+      end
     end
   else
     local w = window_of(kind)

@@ -36,7 +36,9 @@ class Accounting:
         self.default_output_tokens = config.default_output_tokens
         self.billing = billing
         self.scripts = scripts
-        self.admission = Admission(scripts, config.on_store_error == "open")
+        # Calls end within the request deadline (a cascade's two calls within two of them).
+        hold_ttl_s = int(2 * settings.server.request_timeout_s) + 60
+        self.admission = Admission(scripts, config.on_store_error == "open", hold_ttl_s)
         ledger = settings.ledger
         self.ledger = Ledger(redis, scripts, Path(settings.data_dir) / "spool", max_records=ledger.max_records_per_tenant,
                              retention_days=ledger.retention_days, dedupe_ttl_s=ledger.dedupe_ttl_s)
@@ -73,7 +75,7 @@ class Accounting:
         needs_cost = any(getattr(s, n) is not None for s in (limits.tenant, limits.key) for n in ("daily_usd", "monthly_usd"))
         max_cost = self.max_cost_usd(call, prompt, output) if needs_cost else 0.0
         checks = checks_for(limits, call.tenant, call.key_id, call.reserved_tokens, max_cost)
-        call.ticket = await self.admission.admit(checks, call.tenant)
+        call.ticket = await self.admission.admit(checks, call.tenant, call.request_id)
         return call.ticket
 
     async def record(self, call: Call) -> None:
