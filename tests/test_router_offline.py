@@ -125,3 +125,30 @@ def test_an_artifact_with_other_structural_features_is_refused(tmp_path: Path) -
     path.write_text(json.dumps(document))
     with pytest.raises(RouterFileError, match="structural"):
         load(path)
+
+
+def test_a_published_result_table_is_imported_and_evaluated(tmp_path: Path) -> None:
+    """A CSV with a column per model (booleans as text, long quoted responses) becomes training data."""
+    import csv
+
+    table = tmp_path / "results.csv"
+    with open(table, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "small-model", "big-model", "small-model_response", "subject"])
+        for i, e in enumerate(_examples(300)):
+            writer.writerow([e.text, str(bool(e.weak)), str(bool(e.strong)), f'step 1, "quoted"\nstep {i}', "maths"])
+    out = tmp_path / "data.jsonl"
+    run = lambda *args: subprocess.run([sys.executable, "-m", "gateway", "router", *args], capture_output=True, text=True, timeout=120)
+    imported = run("import", "--table", str(table), "--out", str(out), "--weak-column", "small-model",
+                   "--strong-column", "big-model", "--domain-column", "subject")
+    assert imported.returncode == 0, imported.stderr
+    examples = data.load(out)
+    assert [(e.text, e.weak, e.strong) for e in examples] == [(e.text, e.weak, e.strong) for e in _examples(300)]
+    assert examples[0].domain == "maths"
+    assert json.loads(run("eval", "--data", str(out), "--cv", "3", "--json").stdout)["apgr"] > 0.6
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "a", "w": True, "s": 1}) + "\n"
+                                        + json.dumps({"prompt": "b", "w": "maybe", "s": 0}) + "\n")
+    failed = run("import", "--table", str(tmp_path / "bad.jsonl"), "--out", str(out), "--weak-column", "w", "--strong-column", "s")
+    assert failed.returncode == 2 and "row 2" in failed.stderr
+    missing = run("import", "--table", str(table), "--out", str(out), "--weak-column", "nope", "--strong-column", "big-model")
+    assert missing.returncode == 2 and "nope" in missing.stderr

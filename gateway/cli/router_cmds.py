@@ -64,6 +64,29 @@ def _ledger_examples(url: str, admin_key: str):
         params["after"] = page["next"]
 
 
+@router_app.command("import")
+def import_cmd(
+    table: Path = typer.Option(..., help="CSV with a header row, or JSON Lines: one prompt per row, a column per model."),
+    out: Path = typer.Option(..., help="Where to write the training JSON Lines."),
+    prompt_column: str = typer.Option("prompt", help="The column holding the prompt."),
+    weak_column: str = typer.Option(..., help="The weak model's correctness or score (true/false, 0/1, any number)."),
+    strong_column: str = typer.Option(..., help="The strong model's correctness or score."),
+    domain_column: Optional[str] = typer.Option(None, help="Optional: a column kept as the record's domain."),
+    id_column: Optional[str] = typer.Option(None, help="Optional: a column kept as the record's id."),
+) -> None:
+    """Turn a published result table (e.g. RouteLLM's evaluation CSVs) into router training data."""
+    from router.data import DataError
+    from router.tables import Columns, convert
+
+    try:
+        records = convert(table, Columns(prompt_column, weak_column, strong_column, domain_column, id_column))
+    except DataError as err:
+        raise _fail(str(err)) from None
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    wins = sum(r["strong"] > r["weak"] for r in records)
+    typer.echo(f"wrote {out}: {len(records)} prompts, the strong model wins on {wins} ({100 * wins / len(records):.1f}%)")
+
+
 @router_app.command("build-dataset")
 def build_dataset_cmd(
     out: Path = typer.Option(..., help="Where to write the JSON Lines."),
