@@ -38,6 +38,9 @@ def _ledger(redis, tmp_path: Path, url: str) -> Ledger:
 
 
 def test_concurrent_admissions_never_exceed_a_limit(valkey: str) -> None:
+    if time.time() % 60 > 55:  # start inside one minute window: the run takes well under a second
+        time.sleep(60.5 - time.time() % 60)
+
     async def run() -> tuple[int, int]:
         redis = redis_client(valkey)
         admission = Admission(_scripts(redis, valkey), fail_open=False, hold_ttl_s=60)
