@@ -45,7 +45,7 @@ bench: $(STAMP)
 # Rebuild the shipped default router from the dataset the project builds itself (docs/router.md).
 default-router: $(STAMP)
 	$(BIN)/tollgate router build-dataset --out .tollgate/default-router-data.jsonl
-	$(BIN)/tollgate router train --data .tollgate/default-router-data.jsonl --out router/data/default-router.json
+	$(BIN)/tollgate router train --data .tollgate/default-router-data.jsonl --out router/data/default-router.json --cv 5
 
 clean:
 	rm -rf $(VENV) .tollgate .pytest_cache

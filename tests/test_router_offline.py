@@ -84,8 +84,10 @@ def test_router_cli_train_and_eval(tmp_path: Path) -> None:
     data_file = tmp_path / "train.jsonl"
     data_file.write_text("\n".join(json.dumps({"prompt": e.text, "weak": e.weak, "strong": e.strong}) for e in _examples(400)))
     run = lambda *args: subprocess.run([sys.executable, "-m", "gateway", "router", *args], capture_output=True, text=True, timeout=120)
-    trained = run("train", "--data", str(data_file), "--out", str(tmp_path / "r.json"))
+    trained = run("train", "--data", str(data_file), "--out", str(tmp_path / "r.json"), "--cv", "3")
     assert trained.returncode == 0, trained.stderr
+    held_out = json.loads((tmp_path / "r.json").read_text())["metadata"]["cross_validated"]
+    assert held_out["folds"] == 3 and 0.6 < held_out["apgr"] < json.loads((tmp_path / "r.json").read_text())["metadata"]["in_sample"]["apgr"]
     scored = json.loads(run("eval", "--data", str(data_file), "--router", str(tmp_path / "r.json"), "--json").stdout)
     assert {"apgr", "cpt50", "cpt80", "curve"} <= set(scored) and scored["apgr"] > 0.7
     assert json.loads(run("eval", "--data", str(data_file), "--cv", "3", "--json").stdout)["apgr"] > 0.6

@@ -105,11 +105,13 @@ def train_cmd(
     data: Optional[Path] = typer.Option(None, help="JSON Lines: per-prompt weak/strong scores or pairwise winners (docs/router.md)."),
     from_ledger: bool = typer.Option(False, "--from-ledger", help="Also train on the cascade's escalation outcomes kept by a running gateway."),
     regularization: Optional[float] = typer.Option(None, min=1e-6, help="Inverse regularization strength (C); by default chosen by 3-fold cross-validation on the data (0.1 to 10)."),
+    cv: Optional[int] = typer.Option(None, min=2, help="Also measure K-fold cross-validated APGR and CPT and keep them in the artifact."),
     url: str = _URL,
     admin_key: Optional[str] = typer.Option(None, "--admin-key", envvar="TOLLGATE_ADMIN_KEY", help="With --from-ledger."),
 ) -> None:
     """Fit a router that predicts P(strong model wins | prompt)."""
-    from router.train import fit
+    from router.evaluate import evaluate
+    from router.train import cross_validated_scores, fit
 
     if data is None and not from_ledger:
         raise _fail("give --data, --from-ledger, or both")
@@ -122,13 +124,17 @@ def train_cmd(
         examples += learned
     try:
         model = fit(examples, regularization=regularization)
+        if cv is not None:
+            held_out = evaluate(cross_validated_scores(examples, cv, regularization=regularization), examples)
+            model.metadata["cross_validated"] = {"folds": cv, "apgr": held_out.apgr, "cpt50": held_out.cpt50,
+                                                 "cpt80": held_out.cpt80}
     except ValueError as err:
         raise _fail(str(err)) from None
     model.save(out)
-    metrics = model.metadata["in_sample"]
+    metrics = model.metadata.get("cross_validated") or model.metadata["in_sample"]
+    kind = f"{cv}-fold cross-validated" if cv is not None else "in-sample (use --cv 5 for an honest estimate)"
     typer.echo(f"wrote {out}: {len(examples)} examples, C={model.metadata['regularization']}, "
-               f"in-sample APGR {metrics['apgr']:.3f} "
-               f"(use `tollgate router eval --cv 5` for an honest estimate)")
+               f"APGR {metrics['apgr']:.3f}, CPT(50%) {metrics['cpt50']:.1f}% {kind}")
 
 
 @router_app.command("eval")
