@@ -117,9 +117,11 @@ async def ledger_records(request: Request) -> JSONResponse:
     end = _epoch_ms(query.get("to"), "to", 2**53)
     try:
         records, cursor = await gateway.accounting.ledger.records(tenant, start, end, after, limit)
+        oldest, trimmed = await gateway.accounting.ledger.retention(tenant)
     except (RedisError, OSError):
         raise APIError(503, "ledger store unavailable, try again", code="store_unavailable") from None
-    return JSONResponse({"object": "list", "data": records, "next": cursor})
+    # A reader resuming from ``after`` can tell whether records it never read were trimmed since.
+    return JSONResponse({"object": "list", "data": records, "next": cursor, "oldest": oldest, "trimmed": trimmed})
 
 
 def _is_stream_id(text: str) -> bool:

@@ -156,3 +156,26 @@ def test_the_record_script_adds_exactly_the_reference_aggregates(valkey: str, tm
         await redis.aclose()
 
     asyncio.run(run())
+
+
+def test_the_ledger_says_what_it_trimmed(valkey: str, tmp_path: Path) -> None:
+    """An archiver resuming from an id Redis no longer holds must learn that records may be gone."""
+    from gateway.cli.ledger_archive import trim_warning
+
+    async def run() -> None:
+        redis = redis_client(valkey)
+        ledger = Ledger(redis, _scripts(redis, valkey), tmp_path / "spool", max_records=10, retention_days=30,
+                        dedupe_ttl_s=600)
+        tenant = f"trim-{time.time_ns()}"
+        assert await ledger.retention(tenant) == (None, 0)
+        for i in range(300):
+            await ledger.write(CallRecord(f"{tenant}-{i}", time.time(), tenant, "k", "/completions", "m"), [])
+        first_page, _ = await ledger.records(tenant, 0, 2**53, None, 1)
+        oldest, trimmed = await ledger.retention(tenant)
+        length = await redis.xlen(stream_key(tenant))
+        assert oldest == first_page[0]["ledger_id"] and trimmed == 300 - length > 0
+        assert first_page[0]["request_id"] == f"{tenant}-{trimmed}"
+        assert trim_warning(None, oldest, trimmed) and trim_warning("1-0", oldest, trimmed)
+        await redis.aclose()
+
+    asyncio.run(run())

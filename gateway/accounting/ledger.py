@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from .. import metrics
 from ..fast_redis import ScriptRunner
@@ -129,9 +129,26 @@ class Ledger:
 
     async def records(self, tenant: str, start_ms: int, end_ms: int, after: str | None,
                       limit: int) -> tuple[list[dict], str | None]:
-        """Raw records of a tenant in write order, ``limit`` at a time; the cursor is a stream id."""
+        """Raw records of a tenant in write order, ``limit`` at a time; the cursor is a stream id.
+
+        Each record carries its stream id as ``ledger_id``: where an archiver resumes from.
+        """
         low = f"({after}" if after else str(start_ms)
         rows = await self.redis.xrange(stream_key(tenant), min=low, max=str(end_ms), count=limit)
-        records = [orjson.loads(fields[b"r"]) for _, fields in rows]
-        cursor = rows[-1][0].decode() if len(rows) == limit else None
+        records = []
+        for entry_id, fields in rows:
+            record = orjson.loads(fields[b"r"])
+            record["ledger_id"] = entry_id.decode()
+            records.append(record)
+        cursor = records[-1]["ledger_id"] if len(rows) == limit else None
         return records, cursor
+
+    async def retention(self, tenant: str) -> tuple[str | None, int]:
+        """The id of the oldest raw record Redis still holds, and how many older ones were trimmed."""
+        try:
+            info = await self.redis.xinfo_stream(stream_key(tenant))
+        except ResponseError:  # no record yet
+            return None, 0
+        first = info.get("first-entry")
+        oldest = first[0].decode() if first else None
+        return oldest, int(info.get("entries-added", 0)) - int(info.get("length", 0))

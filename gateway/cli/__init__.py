@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from .admin_cmds import keys_app, tenants_app
+from .ledger_archive import ledger_archive
 from .moderation_cmds import moderation_app
 from .pricing_cmds import pricing_app
 from .report_cmds import ledger_app, limits_app, report
@@ -20,6 +21,7 @@ app.add_typer(pricing_app, name="pricing")
 app.add_typer(router_app, name="router")
 app.add_typer(limits_app, name="limits")
 app.add_typer(moderation_app, name="moderation")
+ledger_app.command("archive")(ledger_archive)
 app.add_typer(ledger_app, name="ledger")
 app.command("report")(report)
 

@@ -1,0 +1,110 @@
+"""``tollgate ledger archive``: copy every raw ledger record to files, exactly once, before Redis trims it.
+
+Redis keeps the newest ``ledger.max_records_per_tenant`` raw records per tenant (aggregates are
+kept apart, so reports never need them). The archive is the durable copy of the rest: run it from
+cron, or as a sidecar with ``--follow``, wherever the files should live; it reads the ledger API like
+``ledger export`` does, so it needs no access to Redis.
+
+Layout: ``DIR/<tenant>/<UTC day of the batch's first record>/<first ledger_id>_<last ledger_id>.jsonl``.
+Each batch is written to a temporary file, fsynced, then renamed into place, so a batch is either
+whole or absent; the highest ``last`` id among the file names is where the next run resumes. A crash
+at any point therefore neither loses nor repeats a record. Records carry their ``ledger_id``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+from .admin_cmds import _ADMIN_KEY, _URL, _call
+
+PAGE = 1000
+
+Fetch = Callable[[dict], dict]  # query parameters -> one /v1/ledger page
+
+
+def stream_id_key(ledger_id: str) -> tuple[int, int]:
+    """Stream ids ``<ms>-<seq>`` compare as number pairs, not as text."""
+    ms, _, seq = ledger_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def resume_point(tenant_dir: Path) -> str | None:
+    """The last ledger id already archived for a tenant (from the batch file names)."""
+    last = None
+    for path in tenant_dir.glob("*/*.jsonl"):
+        _, _, batch_last = path.stem.partition("_")
+        if batch_last and (last is None or stream_id_key(batch_last) > stream_id_key(last)):
+            last = batch_last
+    return last
+
+
+def write_batch(tenant_dir: Path, records: list[dict]) -> Path:
+    """One batch of records as a whole file, atomically."""
+    first, last = records[0]["ledger_id"], records[-1]["ledger_id"]
+    day = datetime.datetime.fromtimestamp(stream_id_key(first)[0] / 1000, datetime.timezone.utc).date().isoformat()
+    target = tenant_dir / day / f"{first}_{last}.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(record, separators=(",", ":")) + "\n" for record in records)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    return target
+
+
+def trim_warning(after: str | None, oldest: str | None, trimmed: int) -> str | None:
+    """Whether Redis may have trimmed records this archive never read."""
+    if after is None and trimmed:
+        return f"{trimmed} records were trimmed before the first archive"
+    if after is not None and oldest is not None and stream_id_key(oldest) > stream_id_key(after):
+        return "the last archived record is no longer in Redis: records after it may have been trimmed unread"
+    return None
+
+
+def archive_tenant(fetch: Fetch, tenant: str, directory: Path) -> tuple[int, str | None]:
+    """Archive a tenant's records newer than its resume point: (records written, a trim warning or None)."""
+    tenant_dir = directory / tenant
+    after = resume_point(tenant_dir)
+    written, warning = 0, None
+    while True:
+        page = fetch({"tenant": tenant, "limit": str(PAGE), **({"after": after} if after else {})})
+        if written == 0:
+            warning = warning or trim_warning(after, page.get("oldest"), int(page.get("trimmed") or 0))
+        records = page["data"]
+        if records:
+            write_batch(tenant_dir, records)
+            written += len(records)
+            after = records[-1]["ledger_id"]
+        if not page["next"]:
+            return written, warning
+
+
+def ledger_archive(
+    directory: Path = typer.Option(..., "--dir", help="Where the archive lives (one folder per tenant)."),
+    tenant: Optional[list[str]] = typer.Option(None, help="Only these tenants (repeatable; default: every tenant)."),
+    follow: bool = typer.Option(False, help="Keep running, archiving every --interval-s seconds."),
+    interval_s: float = typer.Option(60.0, min=1.0, help="With --follow: seconds between passes."),
+    url: str = _URL,
+    admin_key: str = _ADMIN_KEY,
+) -> None:
+    """Copy raw ledger records to files, exactly once, before Redis trims them."""
+    fetch: Fetch = lambda params: _call("GET", url, admin_key, "/v1/ledger", params=params)  # noqa: E731
+    while True:
+        names = tenant or [row["id"] for row in _call("GET", url, admin_key, "/admin/tenants")["data"]]
+        for name in names:
+            written, warning = archive_tenant(fetch, name, directory)
+            if written:
+                typer.echo(f"{name}: archived {written} records")
+            if warning:
+                typer.echo(f"{name}: {warning}; archive more often or raise ledger.max_records_per_tenant", err=True)
+        if not follow:
+            return
+        time.sleep(interval_s)
