@@ -85,6 +85,12 @@ class Billing:
     def flagship_backend(self) -> str | None:
         return self._flagship_target[0] if self._flagship_target else None
 
+    def unpriced_targets(self, settings: Settings) -> list[str]:
+        """Every ``model -> backend/upstream model`` no price table or deployment covers."""
+        return [f"{model.name} -> {target.backend}/{target.model or model.name}"
+                for model in settings.models for target in model.targets
+                if self.pricer(target.backend, target.model or model.name) is None]
+
     def pricer(self, backend: str, upstream_model: str) -> Pricer | None:
         if backend in self._self_hosted:
             return self._self_hosted[backend]

@@ -31,9 +31,9 @@ def run(config: Path | None, host: str | None, port: int | None, workers: int | 
             settings.redis_url = stack.enter_context(embedded_valkey(data_dir))
         if config is None:
             settings = stack.enter_context(demo_engines(settings))
-        Billing(settings)  # fail now, with a clear message, on unknown GPUs, models or price files
+        billing = Billing(settings)  # fail now, with a clear message, on unknown GPUs, models or price files
         ensure_key_secret(settings)
-        _announce(settings, bootstrap(settings), embedded=config is None)
+        _announce(settings, bootstrap(settings), embedded=config is None, unpriced=billing.unpriced_targets(settings))
         _prepare_worker_env(settings, data_dir)
         # uvicorn re-raises SIGTERM after its graceful shutdown; as an exception it unwinds this
         # `with` block, so the embedded Valkey and simulators are stopped instead of orphaned.
@@ -65,10 +65,13 @@ def _prepare_worker_env(settings: Settings, data_dir: Path) -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
 
-def _announce(settings: Settings, new_keys: list[tuple[str, str]], embedded: bool) -> None:
+def _announce(settings: Settings, new_keys: list[tuple[str, str]], embedded: bool, unpriced: list[str]) -> None:
     base = f"http://{settings.server.host}:{settings.server.port}/v1"
     lines = [f"Tollgate: OpenAI-compatible endpoint at {base}"]
     lines += [f"  model {m.name}" + (f" ({m.tier})" if m.tier else "") for m in settings.models]
+    for target in unpriced:
+        lines.append(f"  warning: no price for {target}: its calls are recorded at $0 and budgets do not limit them "
+                     "(set backends[].prices, pricing.prices or pricing.litellm_price_files)")
     if embedded:
         lines.append("  (simulated engines; pass --config to serve real backends)")
     for label, key in new_keys:

@@ -107,6 +107,15 @@ def test_billing_picks_roofline_backend_table_or_litellm_and_says_when_unpriced(
     assert mini.flagship_cost_usd == pytest.approx(big.cost_usd)
 
 
+def test_models_no_price_covers_are_listed_for_the_startup_warning() -> None:
+    settings = parse_settings({
+        "backends": [{"name": "api", "kind": "openai", "urls": ["https://b/v1"], "prices": {"special": {"input": 1, "output": 2}}}],
+        "models": [{"name": "priced", "targets": [{"backend": "api", "model": "special"}]},
+                   {"name": "gpt-4o", "targets": [{"backend": "api"}, {"backend": "api", "model": "special"}]}],
+    }, {})
+    assert Billing(settings).unpriced_targets(settings) == ["gpt-4o -> api/gpt-4o"]
+
+
 def test_live_load_changes_the_self_hosted_price(tmp_path: Path) -> None:
     billing = _billing(tmp_path)
     usage = {"prompt_tokens": 100, "completion_tokens": 500}
