@@ -57,17 +57,18 @@ def _classifier(matrix: csr_matrix, labels: np.ndarray, regularization: float) -
     return classifier.fit(matrix, labels)
 
 
-def _folds(count: int, folds: int, seed: int) -> list[np.ndarray]:
+def _splits(count: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(training rows, held-out rows) of each fold, from one seeded shuffle."""
     order = list(range(count))
     random.Random(seed).shuffle(order)
-    return [np.array(sorted(order[fold::folds])) for fold in range(folds)]
+    helds = [np.array(sorted(order[fold::folds])) for fold in range(folds)]
+    return [(np.setdiff1d(np.arange(count), held), held) for held in helds]
 
 
 def _held_out_scores(matrix: csr_matrix, labels: np.ndarray, folds: int, regularization: float, seed: int) -> np.ndarray:
     """Decision values of every row from a classifier fitted on the other folds."""
     scores = np.zeros(matrix.shape[0])
-    for held in _folds(matrix.shape[0], folds, seed):
-        train = np.setdiff1d(np.arange(matrix.shape[0]), held)
+    for train, held in _splits(matrix.shape[0], folds, seed):
         if labels[train].min() == labels[train].max():
             raise ValueError("a fold has no prompt where the strong model wins (or none where it does not)")
         scores[held] = _classifier(matrix[train], labels[train], regularization).decision_function(matrix[held])
@@ -133,8 +134,7 @@ def cross_validated_scores(examples: list[Example], folds: int, seed: int = 0, s
     settings = settings or FeatureSettings()
     matrix = feature_matrix(examples, settings)
     scores = [0.0] * len(examples)
-    for held in _folds(len(examples), folds, seed):
-        train = np.setdiff1d(np.arange(len(examples)), held)
+    for train, held in _splits(len(examples), folds, seed):
         model = _fit_matrix(matrix[train], [examples[i] for i in train], settings, regularization)
         for i in held.tolist():
             scores[i] = model.score(examples[i].text)

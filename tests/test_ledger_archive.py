@@ -24,14 +24,9 @@ def _served(gateway: str, key: str) -> list[dict]:
     return httpx.get(gateway + "/v1/ledger", params={"limit": 1000}, headers={"authorization": f"Bearer {key}"}).json()["data"]
 
 
-def _fake_ledger(count: int) -> tuple[list[dict], list[dict]]:
-    """A stream of ``count`` records, and the /v1/ledger pages a fetch returned (to inspect the cursors)."""
-    stream = [{"request_id": f"r{i}", "ledger_id": f"{1_700_000_000_000 + i * 10}-{i % 3}"} for i in range(count)]
-    return stream, []
-
-
 def test_pages_are_written_as_whole_batches_and_resumed_from_the_file_names(tmp_path: Path) -> None:
-    stream, asked = _fake_ledger(2 * PAGE + 7)
+    stream = [{"request_id": f"r{i}", "ledger_id": f"{1_700_000_000_000 + i * 10}-{i % 3}"} for i in range(2 * PAGE + 7)]
+    asked: list[dict] = []  # the query of every page fetched, to check where a run resumes
 
     def fetch(params: dict) -> dict:
         asked.append(params)
@@ -86,3 +81,20 @@ def test_the_cli_archives_a_running_gateways_ledger_exactly_once(gateway: str, t
     served = _served(gateway, key)
     assert [r["request_id"] for r in records] == [r["request_id"] for r in served] and len(records) == 5
     assert records == served  # the same records, ledger_id included
+
+
+def test_following_outlives_an_unreachable_gateway_and_a_single_run_fails(tmp_path: Path) -> None:
+    from tests.processes import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "gateway", "ledger", "archive", "--dir", str(tmp_path), "--url", dead, "--admin-key", "k"]
+    once = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert once.returncode == 1 and "cannot reach" in once.stderr
+    follower = subprocess.Popen([*command, "--follow", "--interval-s", "1"], stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4.0)
+        assert follower.poll() is None  # still running
+    finally:
+        follower.terminate()
+        _, stderr = follower.communicate(timeout=10)
+    assert stderr.count("retrying in 1s") >= 2

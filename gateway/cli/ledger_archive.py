@@ -87,6 +87,15 @@ def archive_tenant(fetch: Fetch, tenant: str, directory: Path) -> tuple[int, str
             return written, warning
 
 
+def archive_pass(fetch: Fetch, names: list[str], directory: Path) -> None:
+    for name in names:
+        written, warning = archive_tenant(fetch, name, directory)
+        if written:
+            typer.echo(f"{name}: archived {written} records")
+        if warning:
+            typer.echo(f"{name}: {warning}; archive more often or raise ledger.max_records_per_tenant", err=True)
+
+
 def ledger_archive(
     directory: Path = typer.Option(..., "--dir", help="Where the archive lives (one folder per tenant)."),
     tenant: Optional[list[str]] = typer.Option(None, help="Only these tenants (repeatable; default: every tenant)."),
@@ -95,16 +104,20 @@ def ledger_archive(
     url: str = _URL,
     admin_key: str = _ADMIN_KEY,
 ) -> None:
-    """Copy raw ledger records to files, exactly once, before Redis trims them."""
+    """Copy raw ledger records to files, exactly once, before Redis trims them.
+
+    With ``--follow`` a pass that fails (gateway unreachable, store down) is retried at the next
+    interval: a sidecar must outlive a gateway restart. Without it, a failure exits non-zero.
+    """
     fetch: Fetch = lambda params: _call("GET", url, admin_key, "/v1/ledger", params=params)  # noqa: E731
     while True:
-        names = tenant or [row["id"] for row in _call("GET", url, admin_key, "/admin/tenants")["data"]]
-        for name in names:
-            written, warning = archive_tenant(fetch, name, directory)
-            if written:
-                typer.echo(f"{name}: archived {written} records")
-            if warning:
-                typer.echo(f"{name}: {warning}; archive more often or raise ledger.max_records_per_tenant", err=True)
+        try:
+            names = tenant or [row["id"] for row in _call("GET", url, admin_key, "/admin/tenants")["data"]]
+            archive_pass(fetch, names, directory)
+        except typer.Exit:
+            if not follow:
+                raise
+            typer.echo(f"archive pass failed; retrying in {interval_s:g}s", err=True)
         if not follow:
             return
         time.sleep(interval_s)
