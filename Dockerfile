@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY wire wire
 COPY gateway gateway
 COPY router router
 COPY cache cache

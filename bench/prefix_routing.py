@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.doc_sections import write_section  # noqa: E402
-
-from tests.processes import start_gateway, start_sim, stop  # noqa: E402
+from tests.support.processes import start_gateway, start_sim, stop  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789"
 KV_TOKENS = 12_000  # per replica: room for a few tenants' prefixes, not all of them

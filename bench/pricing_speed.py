@@ -2,7 +2,7 @@
 
     python bench/pricing_speed.py
 
-Prices the same call many times with the gateway's Billing (usage normalization, pricer lookup,
+Prices the same call many times with the gateway's Pricing (usage normalization, pricer lookup,
 operating point, the call's own price and the flagship counterfactual) and reports percentiles
 of batches of 1,000 calls, per call.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.billing import Billing  # noqa: E402
 from gateway.config import parse_settings  # noqa: E402
-from gateway.engine_metrics import EngineLoad  # noqa: E402
+from gateway.stages.pricing import Pricing  # noqa: E402
+from gateway.upstream.engine_metrics import EngineLoad  # noqa: E402
 
 SETTINGS = {
     "backends": [
@@ -44,7 +44,7 @@ def per_call_us(fn, batches: int = 200, batch: int = 1000) -> list[float]:
 
 
 def main() -> None:
-    billing = Billing(parse_settings(SETTINGS, {}))
+    billing = Pricing(parse_settings(SETTINGS, {}))
     load = EngineLoad(running=48, waiting=2, kv_usage=0.4)
     cases = {
         "self-hosted dense (70B, TP4), live load": lambda: billing.price("gpu", "big", USAGE, load),

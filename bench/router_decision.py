@@ -1,6 +1,6 @@
 """How long the router's decision takes on the request path, by prompt size (not a test).
 
-Times ``gateway.routing.Router.route`` (prompt extraction, featurization, the sparse dot product
+Times ``gateway.stages.router.Router.route`` (prompt extraction, featurization, the sparse dot product
 and the threshold rule) on chat bodies from 100 characters to 200 KB, on one pinned core, and
 reports p50 and p99. Target (issue #4): p99 at most 200 us. Writes a table to docs/router.md.
 
@@ -35,21 +35,27 @@ def _prompt(chars: int, rng: random.Random) -> str:
 
 
 def measure(iterations: int) -> list[tuple[int, float, float]]:
-    from gateway.config import RouterConfig
-    from gateway.routing import Router
+    from gateway.config import parse_settings
+    from gateway.stages.router import Router
+    from gateway.upstream.pool import UpstreamPool
     from router.train import fit
-    from tests.router_data import synthetic_examples
+    from tests.support.router_data import synthetic_examples
 
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "router.json"
         fit(synthetic_examples(2000)).save(artifact)
-        router = Router(RouterConfig(artifact=str(artifact), cheap="cheap", flagship="flagship"), redis=None)  # type: ignore[arg-type]
+        settings = parse_settings({
+            "backends": [{"name": "b", "urls": ["http://127.0.0.1:9/v1"]}],
+            "models": [{"name": "cheap", "targets": [{"backend": "b"}]}, {"name": "flagship", "targets": [{"backend": "b"}]}],
+            "router": {"artifact": str(artifact), "cheap": "cheap", "flagship": "flagship"},
+        })
+        router = Router(UpstreamPool(settings), settings.router, redis=None)  # type: ignore[arg-type]
     rng = random.Random(0)
     rows = []
     for size in SIZES:
         body = {"model": "auto", "messages": [{"role": "system", "content": "You are helpful."},
                                               {"role": "user", "content": _prompt(size, rng)}]}
-        p50, p99 = percentiles_us(lambda: router.route("auto", body, "tenant"), iterations)
+        p50, p99 = percentiles_us(lambda body=body: router.route("auto", body, "tenant", True), iterations)
         rows.append((size, p50, p99))
     return rows
 

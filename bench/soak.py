@@ -31,8 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.doc_sections import write_section  # noqa: E402
-
-from tests.processes import start_gateway, start_sim, stop  # noqa: E402
+from tests.support.processes import start_gateway, start_sim, stop  # noqa: E402
 
 ADMIN = "soak-admin-key-0123456789"
 
@@ -81,7 +80,7 @@ async def _load(base: str, keys: dict[str, str], rate: float, seconds: float, ou
                     await response.read()
                     expected = response.status == 200 or (who == "limited" and response.status == 429)
                     outcomes["ok" if expected else f"unexpected {response.status}"] += 1
-            except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+            except (TimeoutError, aiohttp.ClientError) as err:
                 outcomes[f"unexpected {type(err).__name__}"] += 1
 
         tasks, started, turn = set(), time.monotonic(), 0

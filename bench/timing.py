@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def percentiles_us(call: Callable[[], object], iterations: int, warmup: int = 100) -> tuple[float, float]:

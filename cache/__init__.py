@@ -1,1 +1,1 @@
-"""Caches: exact response cache and prefix-cache-aware replica choice (issue #6: not built yet)."""
+"""Caches, the pure parts: the exact response cache's rules and prefix-aware replica choice."""

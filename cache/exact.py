@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 
@@ -46,9 +47,9 @@ def entry(answer: dict[str, Any], cost_usd: float, flagship_cost_usd: float | No
                          "stored_at": round(time.time(), 3)})
 
 
-def replayed(stored: dict[str, Any], request_id: str) -> dict[str, Any]:
-    """The cached answer as a fresh response: its own id and creation time."""
-    answer = dict(stored["answer"])
+def replayed(cached: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """A cached answer as a fresh response: its own id and creation time."""
+    answer = dict(cached)
     prefix = "chatcmpl" if answer.get("object") == "chat.completion" else "cmpl"
     answer["id"], answer["created"] = f"{prefix}-{request_id}", int(time.time())
     return answer
@@ -73,7 +74,7 @@ def stream_chunks(answer: dict[str, Any], include_usage: bool, piece_chars: int 
             piece = text[start : start + piece_chars]
             delta = {"delta": {"content": piece}} if chat else {"text": piece}
             yield {**base, "choices": [{"index": index, **delta, "finish_reason": None}]}
-        closing = {"delta": {}} if chat else {"text": ""}
+        closing: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
         yield {**base, "choices": [{"index": index, **closing, "finish_reason": choice.get("finish_reason")}]}
     if include_usage and answer.get("usage"):
         yield {**base, "choices": [], "usage": answer["usage"]}

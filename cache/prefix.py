@@ -12,7 +12,10 @@ request onto one replica.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+from wire.texts import content_text
 
 
 def flatten(body: dict[str, Any]) -> str:
@@ -23,18 +26,16 @@ def flatten(body: dict[str, Any]) -> str:
         for message in messages:
             if not isinstance(message, dict):
                 continue
-            content = message.get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            parts.append(f"<|{message.get('role', 'user')}|>\n{content or ''}\n")
+            parts.append(f"<|{message.get('role', 'user')}|>\n{content_text(message.get('content'))}\n")
         return "".join(parts)
     prompt = body.get("prompt")
     return prompt if isinstance(prompt, str) else ""
 
 
-def block_hashes(tokens: Sequence[int], block_tokens: int, max_blocks: int) -> list[str]:
-    """Chained hashes of the prompt's full blocks (the last partial block is never cached)."""
-    hashes, previous = [], b""
+def block_hashes(tokens: Sequence[int], block_tokens: int, max_blocks: int, salt: str = "") -> list[str]:
+    """Chained hashes of the prompt's full blocks (the last partial block is never cached). A salt
+    starts the chain, as an engine's ``cache_salt`` does: the same prompt under two salts shares no block."""
+    hashes, previous = [], salt.encode()
     blocks = min(len(tokens) // block_tokens, max_blocks)
     for index in range(blocks):
         block = tokens[index * block_tokens : (index + 1) * block_tokens]

@@ -57,17 +57,19 @@ class PrefixCache:
         self.capacity_blocks = capacity_blocks
         self._blocks: OrderedDict[bytes, None] = OrderedDict()
 
-    def block_hashes(self, tokens: list[int]) -> list[bytes]:
-        hashes, previous = [], b""
+    def block_hashes(self, tokens: list[int], salt: str = "") -> list[bytes]:
+        """As vLLM: a request's ``cache_salt`` goes into its first block's hash, so the same prompt
+        under another salt (another tenant) shares no block."""
+        hashes, previous = [], salt.encode()
         for start in range(0, len(tokens) - self.block_size + 1, self.block_size):
             block = tokens[start : start + self.block_size]
             previous = hashlib.blake2b(previous + repr(block).encode(), digest_size=16).digest()
             hashes.append(previous)
         return hashes
 
-    def lookup_and_insert(self, tokens: list[int]) -> int:
+    def lookup_and_insert(self, tokens: list[int], salt: str = "") -> int:
         """Tokens of the longest cached prefix (the last prompt token is always recomputed)."""
-        hashes = self.block_hashes(tokens)
+        hashes = self.block_hashes(tokens, salt)
         hit_blocks = 0
         for block_hash in hashes:
             if block_hash not in self._blocks:
@@ -85,6 +87,7 @@ class PrefixCache:
 class Sequence:
     prompt: list[int]
     plan: Plan
+    cache_salt: str = ""
     out: asyncio.Queue[TokenOut | None] = field(default_factory=asyncio.Queue)
     cached_tokens: int = 0
     emitted: int = 0
@@ -131,8 +134,8 @@ class Engine:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def submit(self, prompt: list[int], plan: Plan) -> Sequence:
-        sequence = Sequence(prompt=prompt, plan=plan)
+    def submit(self, prompt: list[int], plan: Plan, cache_salt: str = "") -> Sequence:
+        sequence = Sequence(prompt=prompt, plan=plan, cache_salt=cache_salt)
         self.waiting.append(sequence)
         self._wake.set()
         return sequence
@@ -170,7 +173,7 @@ class Engine:
             if self.running and used + need > self.kv_capacity_tokens:
                 break
             self.waiting.popleft()
-            candidate.cached_tokens = self.prefix_cache.lookup_and_insert(candidate.prompt)
+            candidate.cached_tokens = self.prefix_cache.lookup_and_insert(candidate.prompt, candidate.cache_salt)
             self.prompt_tokens_total += len(candidate.prompt)
             self.prefix_queries_total += len(candidate.prompt)
             self.prefix_hits_total += candidate.cached_tokens

@@ -63,8 +63,11 @@ class Shaper:
         self.object = "chat.completion" if chat else "text_completion"
 
     def whole(self, tokens: list[TokenOut], finish: str, use: dict[str, Any], tool_calls: list | None = None) -> dict[str, Any]:
+        return self.envelope([self.choice(0, tokens, finish, tool_calls)], use)
+
+    def choice(self, index: int, tokens: list[TokenOut], finish: str, tool_calls: list | None = None) -> dict[str, Any]:
         text = "".join(t.text for t in tokens)
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
         if self.chat:
             message: dict[str, Any] = {"role": "assistant", "content": None if tool_calls else text}
             if tool_calls:
@@ -74,29 +77,29 @@ class Shaper:
         else:
             choice["text"] = text
             choice["logprobs"] = completion_logprobs(tokens, self.top) if self.logprobs else None
-        return self._envelope([choice], use)
+        return choice
 
     def chunk(self, delta: dict[str, Any] | str, finish: str | None = None, token: TokenOut | None = None,
-              with_usage_field: bool = False) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+              with_usage_field: bool = False, index: int = 0) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
         if self.chat:
             choice["delta"] = delta
             choice["logprobs"] = chat_logprobs([token], self.top) if (self.logprobs and token) else None
         else:
             choice["text"] = delta if isinstance(delta, str) else ""
             choice["logprobs"] = completion_logprobs([token], self.top) if (self.logprobs and token) else None
-        body = self._envelope([choice], None)
+        body = self.envelope([choice], None)
         body["object"] = "chat.completion.chunk" if self.chat else "text_completion"
         if not with_usage_field:
             del body["usage"]
         return body
 
     def usage_chunk(self, use: dict[str, Any]) -> dict[str, Any]:
-        body = self._envelope([], use)
+        body = self.envelope([], use)
         body["object"] = "chat.completion.chunk" if self.chat else "text_completion"
         return body
 
-    def _envelope(self, choices: list[dict[str, Any]], use: dict[str, Any] | None) -> dict[str, Any]:
+    def envelope(self, choices: list[dict[str, Any]], use: dict[str, Any] | None) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": self.object,

@@ -1,10 +1,18 @@
-"""Running one simulator process until it is interrupted (or its parent goes away)."""
+"""Running one simulator process until it is interrupted (or its parent goes away).
+
+``python -m enginesim`` and ``tollgate engine-sim`` both end up in ``main``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
 
+from .presets import PRESETS, timing_for
 from .server import Faults, SimSettings, Simulator, watch_parent
 
 
@@ -23,3 +31,56 @@ async def serve(settings: SimSettings, faults: Faults, parent_pid: int | None = 
         if watcher is not None:
             watcher.cancel()
         await simulator.stop()
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def _at_least(low: float, kind: Callable[[str], float] = float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low:g}")
+        return value
+    return parse
+
+
+def parser(prog: str = "enginesim") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Run a simulated engine with vLLM's OpenAI API and Prometheus metrics.")
+    p.add_argument("--model", default="sim-model", help="Model name the engine serves.")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS),
+                   help="small (8B on an L40S) or large (70B on 4 x H100): timed by the pricing model.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=_at_least(0, int), default=8001)
+    p.add_argument("--max-num-seqs", type=_at_least(1, int), default=256, help="Most sequences decoded together (vLLM --max-num-seqs).")
+    p.add_argument("--kv-capacity-tokens", type=_at_least(1, int), default=None, help="KV-cache capacity in tokens (default: the preset's GPUs).")
+    p.add_argument("--time-scale", type=_at_least(0.0), default=1.0, help="Multiply all simulated durations (0 = no waiting).")
+    p.add_argument("--error-rate", type=_fraction, default=0.0, help="Share of requests answered with HTTP 500.")
+    p.add_argument("--extra-latency-ms", type=_at_least(0.0), default=0.0, help="Extra delay before the first byte.")
+    p.add_argument("--drop-stream-after-tokens", type=_at_least(0, int), default=0, help="Cut answers after this many tokens (0 = never).")
+    p.add_argument("--parent-pid", type=int, default=None, help="Exit when this process is gone.")
+    return p
+
+
+def main(argv: list[str] | None = None, prog: str = "enginesim") -> None:
+    args = parser(prog).parse_args(sys.argv[1:] if argv is None else argv)
+    preset = PRESETS[args.preset]
+    timing, capacity = timing_for(preset)
+    settings = replace(
+        SimSettings(), model=args.model, host=args.host, port=args.port, max_num_seqs=args.max_num_seqs,
+        kv_capacity_tokens=args.kv_capacity_tokens or capacity, time_scale=args.time_scale,
+        confidence=preset.confidence, timing=timing,
+    )
+    faults = Faults(error_rate=args.error_rate, extra_latency_ms=args.extra_latency_ms,
+                    drop_stream_after_tokens=args.drop_stream_after_tokens)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(settings, faults, args.parent_pid))

@@ -144,17 +144,20 @@ class Simulator:
         if body.get("model") != self.settings.model:
             message = f"The model `{body.get('model')}` does not exist."
             return web.json_response(error(message, 404, "NotFoundError"), status=404)
-        if int(body.get("n") or 1) != 1:
-            return web.json_response(error("n > 1 is not supported by this engine", 400), status=400)
+        problem = _invalid(body)
+        if problem:
+            return web.json_response(error(problem, 400), status=400)
         if self.faults.extra_latency_ms:
             await asyncio.sleep(self.faults.extra_latency_ms / 1000)
         if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
             return web.json_response(error("injected fault", 500, "InternalServerError"), status=500)
         try:
-            prompt_text, answer, tool_calls = self._answer(body, chat)
+            planned = self._answers(body, chat)
         except (KeyError, TypeError, ValueError) as err:
             return web.json_response(error(f"invalid request: {err}", 400), status=400)
-        sequence = self.engine.submit(tokenize(prompt_text), answer)
+        salt = body.get("cache_salt") or ""
+        sequences = [self.engine.submit(tokenize(text), plan, salt) for text, plan, _ in planned]
+        tool_calls = [calls for _, _, calls in planned]
         shaper = Shaper(
             uuid.uuid4().hex,
             self.settings.model,
@@ -162,26 +165,40 @@ class Simulator:
             logprobs=bool(body.get("logprobs")),
             top_logprobs=int(body.get("top_logprobs") or 0) if chat else int(body.get("logprobs") or 0),
         )
+        returned = _returned(body, len(sequences))
         try:
             if body.get("stream"):
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-                return await self._stream(request, sequence, shaper, include_usage, tool_calls)
-            return await self._whole(sequence, shaper, tool_calls)
+                return await self._stream(request, sequences, returned, shaper, include_usage, tool_calls)
+            return await self._whole(request, sequences, returned, shaper, tool_calls)
         finally:
-            if not sequence.done:
-                self.engine.abort(sequence)
+            for sequence in sequences:
+                if not sequence.done:
+                    self.engine.abort(sequence)
 
-    def _answer(self, body: dict[str, Any], chat: bool) -> tuple[str, Plan, list | None]:
-        """What to generate: the prompt text, the planned tokens, and tool calls if any."""
+    def _answers(self, body: dict[str, Any], chat: bool) -> list[tuple[str, Plan, list | None]]:
+        """What to generate, per completion: the prompt text, the planned tokens, tool calls if any.
+        A batch of prompts (legacy completions) and ``n`` (or ``best_of``) give several."""
         if chat:
-            prompt_text = flatten_chat(body["messages"])
+            prompts = [flatten_chat(body["messages"], body.get("tools") or body.get("functions"))]
         else:
             prompt = body["prompt"]
-            prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt)
+            if isinstance(prompt, str):
+                prompts = [prompt]
+            elif isinstance(prompt, list) and prompt and not all(isinstance(t, int) for t in prompt):
+                prompts = [p if isinstance(p, str) else json.dumps(p) for p in prompt]
+            else:
+                prompts = [json.dumps(prompt)]
+        per_prompt = max(int(body.get("n") or 1), int(body.get("best_of") or 1))
+        return [self._answer(body, chat, text, index) for text in prompts for index in range(per_prompt)]
+
+    def _answer(self, body: dict[str, Any], chat: bool, prompt_text: str, index: int) -> tuple[str, Plan, list | None]:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
         stop = body.get("stop") or []
         stop = [stop] if isinstance(stop, str) else list(stop)
-        plan = plan_answer(prompt_text, body.get("seed"), max_tokens, stop, self.settings.confidence)
+        seed = body.get("seed")
+        varied = prompt_text if index == 0 else f"{prompt_text}\x00{index}"  # each of n completions differs
+        plan = plan_answer(varied, seed, max_tokens, stop, self.settings.confidence)
         tool = _forced_tool(body) if chat else None
         if tool is not None:
             arguments = tool_call_arguments(tool)
@@ -193,20 +210,34 @@ class Simulator:
             return prompt_text, Plan(tuple(tokens_for_text(text)), "stop"), None
         return prompt_text, plan, None
 
-    async def _whole(self, sequence: Sequence, shaper: Shaper, tool_calls: list | None) -> web.StreamResponse:
-        tokens: list[TokenOut] = []
-        while (token := await sequence.out.get()) is not None:
-            tokens.append(token)
-            if self.faults.drop_stream_after_tokens and len(tokens) >= self.faults.drop_stream_after_tokens:
-                raise ConnectionResetError("injected fault: connection dropped")
-        use = usage(len(sequence.prompt), len(tokens), sequence.cached_tokens)
-        answer = shaper.whole(tokens, sequence.plan.finish_reason, use, tool_calls)
+    async def _whole(self, request: web.Request, sequences: list[Sequence], returned: list[int], shaper: Shaper,
+                     tool_calls: list[list | None]) -> web.StreamResponse:
+        outputs: list[list[TokenOut]] = []
+        for sequence in sequences:
+            tokens: list[TokenOut] = []
+            while (token := await sequence.out.get()) is not None:
+                tokens.append(token)
+            outputs.append(tokens)
+        choices = [shaper.choice(index, outputs[i], sequences[i].plan.finish_reason, tool_calls[i])
+                   for index, i in enumerate(returned)]
+        answer = shaper.envelope(choices, _usage(sequences, [len(o) for o in outputs]))
         if self.faults.omit_usage:
             del answer["usage"]
+        if self.faults.drop_stream_after_tokens and sum(map(len, outputs)) >= self.faults.drop_stream_after_tokens:
+            return await self._cut_after_headers(request, json.dumps(answer).encode())
         return web.json_response(answer)
 
-    async def _stream(self, request: web.Request, sequence: Sequence, shaper: Shaper,
-                      include_usage: bool, tool_calls: list | None) -> web.StreamResponse:
+    async def _cut_after_headers(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        """The fault of a server that dies mid-answer: status and headers sent, half the body, then gone."""
+        response = web.StreamResponse(headers={"content-type": "application/json", "content-length": str(len(body))})
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+
+    async def _stream(self, request: web.Request, sequences: list[Sequence], returned: list[int], shaper: Shaper,
+                      include_usage: bool, tool_calls: list[list | None]) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "cache-control": "no-cache"})
         await response.prepare(request)
 
@@ -215,28 +246,52 @@ class Simulator:
             await response.write(f"data: {data}\n\n".encode())
 
         try:
-            return await self._send_stream(request, response, send, sequence, shaper, include_usage, tool_calls)
+            return await self._send_stream(request, response, send, sequences, returned, shaper, include_usage, tool_calls)
         except ConnectionResetError:  # the client (a gateway cancelling a cascade, say) went away
             return response
 
-    async def _send_stream(self, request: web.Request, response: web.StreamResponse, send: Any, sequence: Sequence,
-                           shaper: Shaper, include_usage: bool, tool_calls: list | None) -> web.StreamResponse:
-        first_delta: dict[str, Any] = {"role": "assistant", "content": "" if not tool_calls else None}
-        if tool_calls:
-            first_delta["tool_calls"] = [{"index": 0, **tool_calls[0], "function": {**tool_calls[0]["function"], "arguments": ""}}]
-        await send(shaper.chunk(first_delta if shaper.chat else "", with_usage_field=include_usage))
-        count = 0
-        while (token := await sequence.out.get()) is not None:
-            count += 1
-            if self.faults.drop_stream_after_tokens and count >= self.faults.drop_stream_after_tokens:
-                if request.transport is not None:
-                    request.transport.abort()
-                return response
-            await send(shaper.chunk(_delta(token, tool_calls) if shaper.chat else token.text,
-                                    token=token, with_usage_field=include_usage))
-        await send(shaper.chunk({} if shaper.chat else "", finish=sequence.plan.finish_reason, with_usage_field=include_usage))
+    async def _send_stream(self, request: web.Request, response: web.StreamResponse, send: Any,
+                           sequences: list[Sequence], returned: list[int], shaper: Shaper, include_usage: bool,
+                           tool_calls: list[list | None]) -> web.StreamResponse:
+        shown = {i: index for index, i in enumerate(returned)}  # sequence -> the choice index the client sees
+        for i, index in shown.items():
+            calls = tool_calls[i]
+            first_delta: dict[str, Any] = {"role": "assistant", "content": "" if not calls else None}
+            if calls:
+                first_delta["tool_calls"] = [{"index": 0, **calls[0], "function": {**calls[0]["function"], "arguments": ""}}]
+            await send(shaper.chunk(first_delta if shaper.chat else "", with_usage_field=include_usage, index=index))
+        counts = [0] * len(sequences)
+        events: asyncio.Queue[tuple[int, TokenOut | None]] = asyncio.Queue()
+
+        async def pump(i: int, sequence: Sequence) -> None:
+            while (token := await sequence.out.get()) is not None:
+                await events.put((i, token))
+            await events.put((i, None))
+
+        pumps = [asyncio.get_running_loop().create_task(pump(i, s)) for i, s in enumerate(sequences)]
+        try:
+            open_sequences = len(sequences)
+            while open_sequences:
+                i, token = await events.get()
+                if token is None:
+                    open_sequences -= 1
+                    if i in shown:
+                        await send(shaper.chunk({} if shaper.chat else "", finish=sequences[i].plan.finish_reason,
+                                                with_usage_field=include_usage, index=shown[i]))
+                    continue
+                counts[i] += 1
+                if self.faults.drop_stream_after_tokens and sum(counts) >= self.faults.drop_stream_after_tokens:
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return response
+                if i in shown:
+                    await send(shaper.chunk(_delta(token, tool_calls[i]) if shaper.chat else token.text,
+                                            token=token, with_usage_field=include_usage, index=shown[i]))
+        finally:
+            for task in pumps:
+                task.cancel()
         if include_usage and not self.faults.omit_usage:
-            await send(shaper.usage_chunk(usage(len(sequence.prompt), count, sequence.cached_tokens)))
+            await send(shaper.usage_chunk(_usage(sequences, counts)))
         await send("[DONE]")
         await response.write_eof()
         return response
@@ -286,9 +341,41 @@ def _forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
         return next((t for t in tools if t["function"].get("name") == name), tools[0])
     if choice == "required":
         return tools[0]
-    last_user = next((m for m in reversed(body.get("messages") or []) if m.get("role") == "user"), {})
-    text = last_user.get("content") if isinstance(last_user.get("content"), str) else ""
+    last_user: dict[str, Any] = next((m for m in reversed(body.get("messages") or []) if m.get("role") == "user"), {})
+    content = last_user.get("content")
+    text = content if isinstance(content, str) else ""
     return next((t for t in tools if t["function"].get("name", "\0") in text), None)
+
+
+def _invalid(body: dict[str, Any]) -> str | None:
+    """What vLLM itself refuses that a gateway passes through (its own extensions)."""
+    salt = body.get("cache_salt")
+    if salt is not None and (not isinstance(salt, str) or not salt):
+        return "cache_salt must be a non-empty string"
+    top_k = body.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or top_k == 0 or top_k < -1):
+        return f"top_k must be -1 (disable), or at least 1, got {top_k}."
+    for name in ("n", "best_of"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            return f"{name} must be at least 1, got {value}."
+    return None
+
+
+def _returned(body: dict[str, Any], generated: int) -> list[int]:
+    """Which generated completions the client gets: ``n`` of every ``best_of`` per prompt."""
+    n = int(body.get("n") or 1)
+    per_prompt = max(n, int(body.get("best_of") or 1))
+    return [p * per_prompt + i for p in range(generated // per_prompt) for i in range(n)]
+
+
+def _usage(sequences: list[Sequence], completion_tokens: list[int]) -> dict[str, Any]:
+    """One prompt's tokens per distinct prompt (``n`` completions share it), every completion's tokens."""
+    seen: dict[tuple[int, ...], Sequence] = {}
+    for sequence in sequences:
+        seen.setdefault(tuple(sequence.prompt), sequence)
+    prompts = list(seen.values())
+    return usage(sum(len(s.prompt) for s in prompts), sum(completion_tokens), sum(s.cached_tokens for s in prompts))
 
 
 def _delta(token: TokenOut, tool_calls: list | None) -> dict[str, Any]:

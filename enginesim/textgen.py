@@ -13,7 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.tokens import content_text, encoding
+from wire.texts import content_text
+from wire.tokens import encoding
 
 WORDS = (
     "the model answers with care and each step follows from the last so that a reader can "
@@ -25,9 +26,15 @@ WORDS = (
 ).split()
 
 
-def flatten_chat(messages: list[dict[str, Any]]) -> str:
-    """A ChatML-style rendering of the conversation, which is what gets tokenized and cached."""
-    parts = [f"<|im_start|>{m.get('role', 'user')}\n{content_text(m.get('content'))}<|im_end|>\n" for m in messages]
+def flatten_chat(messages: list[dict[str, Any]], tools: list[Any] | None = None) -> str:
+    """A ChatML-style rendering of the conversation, which is what gets tokenized and cached. Tool
+    definitions are rendered into the prompt as chat templates do (and are billed as prompt)."""
+    parts = [f"<|im_start|>tools\n{json.dumps(tools)}<|im_end|>\n"] if tools else []
+    for message in messages:
+        text = content_text(message.get("content"))
+        if message.get("tool_calls"):
+            text += json.dumps(message["tool_calls"])
+        parts.append(f"<|im_start|>{message.get('role', 'user')}\n{text}<|im_end|>\n")
     return "".join(parts) + "<|im_start|>assistant\n"
 
 

@@ -1,1 +1,3 @@
-"""Tollgate's edge: the OpenAI-compatible API, tenants and keys, and calls to backends."""
+"""Tollgate's gateway: the OpenAI-compatible edge (``http/``), the request path (``pipeline.py``,
+``call.py`` and ``stages/``), forwarding (``upstream/``), stores (``store/``), processes (``ops/``)
+and the ``tollgate`` command (``cli/``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -123,6 +124,17 @@ class ServerConfig(_Strict):
     max_header_bytes: int = Field(32 * 1024, ge=1024)  # larger request headers get 431
     # Browser origins allowed to call the API (CORS). Closed by default: no CORS headers at all.
     cors_origins: list[str] = Field(default_factory=list)
+    # A connection must finish sending a request's headers this soon after it opens (or after its
+    # previous answer), else it is closed: slow-header (slowloris) connections cannot pile up.
+    header_timeout_s: float = Field(10.0, gt=0)
+    keepalive_timeout_s: int = Field(5, ge=1)  # an idle keep-alive connection is closed after this (seconds)
+    # Requests and connections one worker takes at once; past this, new requests get 503.
+    max_connections: int = Field(2048, ge=1)
+    # /metrics carries every tenant's spend: "key" needs the admin key or the metrics key, "none"
+    # serves it to anyone who can reach the port (only where the port is private).
+    metrics_auth: Literal["key", "none"] = "key"
+    metrics_key: str | None = None  # or env TOLLGATE_METRICS_KEY, or metrics_key_file
+    metrics_key_file: str | None = None  # a file holding the key (a mounted secret, say)
 
 
 class AuthConfig(_Strict):
@@ -179,8 +191,14 @@ class LimitsConfig(_Strict):
     key: LimitValues = Field(default_factory=LimitValues)  # defaults for every single key
     # When Redis cannot be reached: admit and count later (open) or answer 503 (closed).
     on_store_error: Literal["open", "closed"] = "open"
-    # Output tokens assumed at admission when a request sets no max_tokens (tokens and budget reserved).
+    # Output tokens reserved per completion when a request sets no max_tokens. A caller with a token
+    # limit or a budget gets this as its max_tokens upstream too, so that what is reserved holds.
     default_output_tokens: int = Field(4096, ge=1)
+    # Admission counts prompts with cl100k; engines' tokenizers and chat templates differ. This share
+    # (plus 16 tokens a call) is reserved on top, and reconciled with the engine's usage afterwards.
+    prompt_token_margin: float = Field(0.1, ge=0, le=2)
+    # Tokens an image, audio or file part of a message counts for at admission.
+    non_text_part_tokens: int = Field(1536, ge=0)
 
 
 class LedgerConfig(_Strict):
@@ -248,6 +266,10 @@ class PrefixRoutingConfig(_Strict):
     # least busy replica. Measured (docs/benchmarks.md): 2.0 keeps the busiest replica within
     # about 1.15x the mean while keeping 98% of the hit rate; 1.3 diverted too eagerly (88%).
     max_load_ratio: float = Field(2.0, ge=1.0)
+    # Each tenant's prefix cache is its own: vLLM and SGLang get a per-tenant ``cache_salt`` and the
+    # index is kept per tenant, so no tenant can probe another's prompts through cached tokens, prices
+    # or timing. Tenants given the same ``prefix_cache_group`` share (admin API). False: one shared cache.
+    isolate_tenants: bool = True
 
 
 class CacheConfig(_Strict):
@@ -299,7 +321,7 @@ def _require_unique(names: list[str], what: str) -> None:
         seen.add(name)
 
 
-def expand_env(value: Any, environ: dict[str, str] | None = None) -> Any:
+def expand_env(value: Any, environ: Mapping[str, str] | None = None) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed document."""
     env = os.environ if environ is None else environ
     if isinstance(value, dict):
@@ -352,4 +374,15 @@ def load_settings(path: str | Path | None, environ: dict[str, str] | None = None
         settings.auth.admin_key = env["TOLLGATE_ADMIN_KEY"]
     if settings.auth.key_hash_secret is None and env.get("TOLLGATE_KEY_SECRET"):
         settings.auth.key_hash_secret = env["TOLLGATE_KEY_SECRET"]
+    if settings.server.metrics_key is None and env.get("TOLLGATE_METRICS_KEY"):
+        settings.server.metrics_key = env["TOLLGATE_METRICS_KEY"]
     return settings
+
+
+def read_secret_files(settings: Settings) -> None:
+    """Fill in secrets kept in files (mounted secrets), at start-up: a missing file is a clear error."""
+    if settings.server.metrics_key is None and settings.server.metrics_key_file:
+        try:
+            settings.server.metrics_key = Path(settings.server.metrics_key_file).read_text().strip() or None
+        except OSError as err:
+            raise ConfigError(f"server.metrics_key_file: {err}") from None

@@ -1,23 +1,17 @@
 """OpenAI-style errors: ``{"error": {"message", "type", "param", "code"}}`` with the right status.
 
-Every failure a client can cause must end here as a 4xx with a clear message; anything else
-becomes a plain 500 without a traceback (and is logged), so no internal detail leaks out.
+Every failure a client can cause is an ``APIError`` with a 4xx status and a clear message; stages
+raise it, and ``http/handlers.py`` turns it (and anything unexpected, as a bare 500) into a response.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from redis.exceptions import RedisError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-
-log = logging.getLogger("tollgate.errors")
 
 _TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -82,42 +76,9 @@ class APIError(Exception):
 def from_validation_error(err: ValidationError | RequestValidationError) -> APIError:
     """The first problem of a pydantic validation, named by its field path (e.g. ``messages.0.role``)."""
     first = err.errors()[0]
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body",)]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     param = ".".join(location) or None
     message = first.get("msg", "invalid request")
     if param:
         message = f"{param}: {message}"
     return APIError(400, message, code="invalid_value", param=param)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Route every exception to an OpenAI-shaped body; unknown ones to a bare 500."""
-
-    @app.exception_handler(APIError)
-    async def _api_error(_: Request, err: APIError) -> Response:
-        return err.response()
-
-    @app.exception_handler(RequestValidationError)
-    async def _request_validation(_: Request, err: RequestValidationError) -> Response:
-        return from_validation_error(err).response()
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, err: StarletteHTTPException) -> Response:
-        if err.status_code == 404:
-            message = f"no route for {request.method} {request.url.path}"
-            return APIError(404, message, code="not_found").response()
-        if err.status_code == 405:
-            message = f"method {request.method} not allowed on {request.url.path}"
-            return APIError(405, message, code="method_not_allowed").response()
-        return APIError(err.status_code, str(err.detail), code="http_error").response()
-
-    @app.exception_handler(RedisError)
-    async def _store_error(request: Request, err: RedisError) -> Response:
-        # Any endpoint that needs Redis while it is unreachable: a clean, retryable 503.
-        log.warning("store unavailable on %s %s: %s", request.method, request.url.path, type(err).__name__)
-        return APIError(503, "store unavailable, try again", code="store_unavailable").response()
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, err: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return APIError(500, "internal error", type="api_error", code="internal_error").response()

@@ -50,8 +50,9 @@ COST_USD = Counter(
     "tollgate_cost_usd_total", "Priced cost of calls in USD, by tenant and model.", ["tenant", "model"],
 )
 UPSTREAM_ERRORS = Counter(
-    "tollgate_upstream_failures_total", "Upstream attempts that failed and were retried or fell back.",
-    ["backend"],
+    "tollgate_upstream_failures_total",
+    "Upstream attempts that failed (connect, timeout, http_<status>, broken), and streams cut after their first byte.",
+    ["backend", "reason"],
 )
 REQUEST_SECONDS = Histogram(
     "tollgate_request_duration_seconds", "Whole request time at the gateway (streams: until the end).",
@@ -82,13 +83,9 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-def record_usage(tenant: str, model: str, usage: dict | None) -> None:
-    if not usage:
-        return
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    details = usage.get("prompt_tokens_details") or {}
-    cached = int(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0
-    TOKENS.labels(tenant, model, "prompt").inc(prompt)
-    TOKENS.labels(tenant, model, "cached").inc(cached)
-    TOKENS.labels(tenant, model, "completion").inc(completion)
+ENDPOINT_LABELS = {"/chat/completions": "chat", "/completions": "completions"}
+
+
+def count_unauthenticated(endpoint: str, status: int) -> None:
+    """A request refused before its tenant was known (it has no ledger record)."""
+    REQUESTS.labels("", "", "", ENDPOINT_LABELS.get(endpoint, endpoint), str(status)).inc()

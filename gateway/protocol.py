@@ -3,13 +3,20 @@
 These models validate; they do not serialize what goes upstream. The gateway forwards the
 client's own JSON (with ``model`` rewritten), so fields this file does not know about (new
 OpenAI parameters, engine extensions such as vLLM's ``top_k``) pass through untouched.
+``parse_request`` is the pipeline's parse stage: the body in, a ``ParsedRequest`` out, or a 400.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import APIError, from_validation_error
+
+CHAT = "/chat/completions"
+COMPLETIONS = "/completions"
 
 
 class _Open(BaseModel):
@@ -22,7 +29,7 @@ class ChatMessage(_Open):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     # str, a list of content parts (text, image_url, input_audio, ...), or None for an
     # assistant turn that only carries tool calls.
-    content: Union[str, list[dict[str, Any]], None] = None
+    content: str | list[dict[str, Any]] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
@@ -42,7 +49,7 @@ class _SamplingParams(_Open):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1, le=128)
-    stop: Union[str, list[str], None] = None
+    stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
@@ -51,7 +58,7 @@ class _SamplingParams(_Open):
 
     @field_validator("stop")
     @classmethod
-    def _at_most_four_stops(cls, stop: Union[str, list[str], None]) -> Union[str, list[str], None]:
+    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
         if isinstance(stop, list) and len(stop) > 4:
             raise ValueError("at most 4 stop sequences are allowed")
         return stop
@@ -63,7 +70,7 @@ class ChatCompletionRequest(_SamplingParams):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None
-    tool_choice: Union[str, dict[str, Any], None] = None
+    tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
 
@@ -74,7 +81,7 @@ class ChatCompletionRequest(_SamplingParams):
 
 class CompletionRequest(_SamplingParams):
     # A string, a list of strings, a list of token ids, or a list of token-id lists.
-    prompt: Union[str, list[str], list[int], list[list[int]]]
+    prompt: str | list[str] | list[int] | list[list[int]]
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool | None = None
     suffix: str | None = None
@@ -105,3 +112,51 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """What the gateway itself needs to know of a valid request (the body goes upstream as it is)."""
+
+    model: str
+    stream: bool
+    include_usage: bool  # a stream whose client asked for the usage chunk
+    outputs: int  # completions the engine may generate: n, or best_of (legacy) when larger
+
+
+def requested_model(body: dict[str, Any] | None) -> str:
+    """The model a body names, even an invalid body (for its ledger record); "" when none."""
+    model = body.get("model") if body else None
+    return model[:200] if isinstance(model, str) else ""
+
+
+MAX_NESTING = 64  # deeper JSON is refused: nothing in the API nests a tenth as deep
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value has arrays or objects nested more than ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def parse_request(body: dict[str, Any], endpoint: str) -> ParsedRequest:
+    """Validate a chat or legacy completion body; a 400 naming the first bad field otherwise."""
+    if nests_deeper_than(body, MAX_NESTING):
+        raise APIError(400, f"the request body nests arrays or objects more than {MAX_NESTING} levels deep",
+                       code="nesting_too_deep")
+    spec: type[ChatCompletionRequest] | type[CompletionRequest] = ChatCompletionRequest if endpoint == CHAT else CompletionRequest
+    try:
+        parsed = spec.model_validate(body)
+    except ValidationError as err:
+        raise from_validation_error(err) from None
+    outputs = parsed.n or 1
+    if isinstance(parsed, CompletionRequest) and parsed.best_of:
+        outputs = max(outputs, parsed.best_of)
+    include_usage = bool(parsed.stream and parsed.stream_options and parsed.stream_options.include_usage)
+    return ParsedRequest(parsed.model, bool(parsed.stream), include_usage, outputs)

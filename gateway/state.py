@@ -1,64 +1,29 @@
-"""Everything one gateway worker holds for its lifetime: settings, Redis, auth, upstream pools."""
+"""Everything one gateway worker holds for its lifetime: its parts, built once from the settings,
+and the pipeline that runs them. The HTTP routes reach the parts through ``app.state.gateway``."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from redis.asyncio import Redis
 
-from .accounting.service import Accounting
-from .auth import Authenticator
-from .billing import Billing
 from .config import ENGINE_KINDS, Settings
-from .engine_metrics import poll_engines
-from .fast_redis import ScriptRunner
-from .labels import LabelKeeper
-from .moderation import GatewayModeration
-from .prefix_routing import PrefixRouter
-from .response_cache import ResponseCache
-from .routing import Router
-from .tenants import TenantStore
-from .upstream import UpstreamPool
-
-REDIS_TIMEOUT_S = 1.0
-
-
-REDIS_MAX_CONNECTIONS = 64
-
-
-CLUSTER_SCHEME = "redis+cluster://"
-
-
-def redis_client(url: str) -> Redis:
-    """A Redis client whose every call gives up after a bounded time instead of hanging.
-
-    The pool blocks (up to the same timeout) when all its connections are busy, instead of
-    failing at once as redis-py's default pool does past 100 concurrent calls: under a burst,
-    requests queue for a connection for a few milliseconds rather than erroring.
-    ``redis+cluster://host:port`` connects to a Redis/Valkey Cluster through any of its nodes.
-    """
-    if url.startswith(CLUSTER_SCHEME):
-        return RedisCluster.from_url(  # type: ignore[return-value]
-            "redis://" + url[len(CLUSTER_SCHEME):],
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            max_connections=REDIS_MAX_CONNECTIONS,
-            cluster_error_retry_attempts=2,
-        )
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=REDIS_TIMEOUT_S,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),
-        health_check_interval=30,
-    )
-    return Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
+from .pipeline import Pipeline
+from .stages.accounting.service import Accounting
+from .stages.auth import Authenticator
+from .stages.cache import ResponseCache
+from .stages.labels import LabelKeeper
+from .stages.moderation import Moderation
+from .stages.prefix import CacheSalts, PrefixRouter
+from .stages.pricing import Pricing
+from .stages.router import Router
+from .store.fast_redis import ScriptRunner
+from .store.redis import REDIS_TIMEOUT_S, redis_client
+from .store.tenants import TenantStore
+from .upstream.forwarder import Forwarder
+from .upstream.pool import UpstreamPool, poll_engines
+from .upstream.transport import Transport
 
 
 @dataclass
@@ -68,47 +33,51 @@ class GatewayState:
     store: TenantStore
     auth: Authenticator
     pool: UpstreamPool
-    billing: Billing
+    pricing: Pricing
     accounting: Accounting
-    router: Router | None = None
+    router: Router
+    pipeline: Pipeline
     labels: LabelKeeper | None = None
-    moderation: GatewayModeration | None = None
-    response_cache: ResponseCache | None = None
-    prefix_router: PrefixRouter | None = None
+    moderation: Moderation | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings) -> GatewayState:
+    def build(cls, settings: Settings, transports: dict[str, Transport] | None = None) -> GatewayState:
+        """``transports`` replace backends' network transports (tests use ``MockTransport``)."""
         if not settings.redis_url:
             raise ValueError("settings.redis_url is required (tollgate serve starts an embedded server)")
         if not settings.auth.key_hash_secret:
             raise ValueError("settings.auth.key_hash_secret is required")
         redis = redis_client(settings.redis_url)
         store = TenantStore(redis, settings.auth.key_hash_secret.encode())
-        billing = Billing(settings)
+        pool = UpstreamPool(settings, transports)
+        pricing = Pricing(settings, pool.load_of)
         scripts = ScriptRunner(redis, settings.redis_url, REDIS_TIMEOUT_S)
-        accounting = Accounting(settings, redis, scripts, billing)
+        accounting = Accounting(settings, redis, scripts, pricing)
         defaults = (accounting.default_tenant_limits, accounting.default_key_limits)
         auth = Authenticator(store, settings.auth.cache_ttl_s, settings.auth.admin_key, limit_defaults=defaults,
                              stale_on_error_s=settings.auth.stale_on_error_s)
-        router = Router(settings.router, redis) if settings.router else None
+        router = Router(pool, settings.router, redis)
         cascade = settings.router.cascade if settings.router else None
         labels = LabelKeeper(redis, cascade.max_labels) if cascade and cascade.keep_labels else None
-        moderation = GatewayModeration(settings.moderation) if settings.moderation.enabled else None
-        response_cache = ResponseCache(settings.cache.exact, scripts) if settings.cache.exact.enabled else None
-        prefix_router = PrefixRouter(settings.cache.prefix, scripts) if settings.cache.prefix.enabled else None
-        return cls(settings, redis, store, auth, UpstreamPool(settings), billing, accounting, router, labels, moderation,
-                   response_cache, prefix_router)
+        moderation = Moderation(settings.moderation) if settings.moderation.enabled else None
+        cache = ResponseCache(settings.cache.exact, scripts) if settings.cache.exact.enabled else None
+        prefix = PrefixRouter(settings.cache.prefix, scripts) if settings.cache.prefix.enabled else None
+        salts = CacheSalts(settings.auth.key_hash_secret.encode()) if settings.cache.prefix.isolate_tenants else None
+        pipeline = Pipeline(auth=auth, router=router, forwarder=Forwarder(pool), pricing=pricing, accounting=accounting,
+                            request_timeout_s=settings.server.request_timeout_s, moderation=moderation, prefix=prefix,
+                            salts=salts, cache=cache, labels=labels)
+        return cls(settings, redis, store, auth, pool, pricing, accounting, router, pipeline, labels, moderation)
 
     async def start(self) -> None:
         self.pool.start()
+        loop = asyncio.get_running_loop()
         engines = [b for b in self.pool.backends.values() if b.config.kind in ENGINE_KINDS]
         if engines:
-            poller = poll_engines(engines, self.settings.pricing.metrics_poll_s)
-            self._tasks.append(asyncio.get_running_loop().create_task(poller))
-        if self.router is not None:
-            self._tasks.append(asyncio.get_running_loop().create_task(self.router.refresh_forever()))
-        self._tasks.append(asyncio.get_running_loop().create_task(self.accounting.ledger.replay_forever()))
+            self._tasks.append(loop.create_task(poll_engines(engines, self.settings.pricing.metrics_poll_s)))
+        if self.settings.router is not None:
+            self._tasks.append(loop.create_task(self.router.refresh_forever()))
+        self._tasks.append(loop.create_task(self.accounting.ledger.replay_forever()))
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -1,1 +1,2 @@
-"""Moderation: prompt and response checks (issue #6: not built yet)."""
+"""Moderation: detectors (PII, secrets, injection), policies, redaction, the stream window and
+the optional trained and external classifiers."""

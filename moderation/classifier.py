@@ -1,7 +1,7 @@
 """An optional classifier the operator trains on labelled JSON Lines (``tollgate moderation train``).
 
 Data: ``{"text": ..., "label": "toxic"}`` per line, with ``"ok"`` (or ``null``) for clean examples.
-One logistic regression per label over the router's hashed n-gram and structural features; the
+One logistic regression per label over the hashed n-gram and structural features; the
 artifact is plain JSON (never a pickle), scored with a dot product.
 """
 
@@ -28,7 +28,7 @@ class ModerationClassifier:
 
     def __call__(self, text: str) -> dict[str, float]:
         """Labels whose probability reaches the threshold."""
-        from router.features import FeatureSettings, featurize
+        from wire.features import FeatureSettings, featurize
 
         features = featurize(text, FeatureSettings())
         hits = {}
@@ -73,7 +73,7 @@ def train(examples: list[tuple[str, str | None]], regularization: float = 1.0) -
     from scipy.sparse import csr_matrix
     from sklearn.linear_model import LogisticRegression
 
-    from router.features import FeatureSettings, featurize
+    from wire.features import FeatureSettings, featurize
 
     settings = FeatureSettings()
     rows, cols, values = [], [], []

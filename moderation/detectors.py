@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 _DIGITS = str.maketrans("", "", "0123456789")
 _SHAPE = str.maketrans("123456789", "000000000")

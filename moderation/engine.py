@@ -10,8 +10,11 @@ it to every text of a chat or completion body or answer, returning a redacted co
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+
+from wire.texts import answer_text_places, request_text_places
 
 from . import injection
 from .detectors import Finding, merge, scan
@@ -92,43 +95,13 @@ def redact(text: str, findings: list[Finding]) -> str:
     return "".join(parts)
 
 
-def request_texts(body: dict[str, Any]) -> list[tuple[list, Any]]:
-    """(container, key) of every text a request sends: message contents, text parts, prompts."""
-    places: list[tuple[list, Any]] = []
-    for message in body.get("messages") or ():
-        if not isinstance(message, dict):
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            places.append((message, "content"))  # type: ignore[arg-type]
-        elif isinstance(content, list):
-            places += [(part, "text") for part in content if isinstance(part, dict) and isinstance(part.get("text"), str)]  # type: ignore[misc]
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        places.append((body, "prompt"))  # type: ignore[arg-type]
-    elif isinstance(prompt, list):
-        places += [(prompt, i) for i, p in enumerate(prompt) if isinstance(p, str)]
-    return places
-
-
-def answer_texts(answer: dict[str, Any]) -> list[tuple[Any, str]]:
-    places = []
-    for choice in answer.get("choices") or ():
-        message = choice.get("message")
-        if isinstance(message, dict) and isinstance(message.get("content"), str):
-            places.append((message, "content"))
-        elif isinstance(choice.get("text"), str):
-            places.append((choice, "text"))
-    return places
-
-
 def check_request(body: dict[str, Any], policy: Policy, classifier: Classifier | None = None) -> tuple[Verdict, dict]:
     """The verdict on every text of a request; a redacted copy of the body when anything was redacted."""
-    return _check_places(body, request_texts, policy, "input", classifier)
+    return _check_places(body, request_text_places, policy, "input", classifier)
 
 
 def check_answer(answer: dict[str, Any], policy: Policy, classifier: Classifier | None = None) -> tuple[Verdict, dict]:
-    return _check_places(answer, answer_texts, policy, "output", classifier)
+    return _check_places(answer, answer_text_places, policy, "output", classifier)
 
 
 def _check_places(document: dict, places_of: Callable, policy: Policy, direction: str,

@@ -7,7 +7,6 @@ configured choice decides: fail open (allow, and count it) or fail closed (treat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -44,7 +43,7 @@ class ExternalClassifier:
                 if response.status != 200:
                     raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
                 results = (await response.json()).get("results") or []
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, AttributeError) as err:
+        except (TimeoutError, aiohttp.ClientError, ValueError, AttributeError) as err:
             log.warning("external moderation failed (%s): failing %s", type(err).__name__,
                         "closed" if self.fail_closed else "open")
             return ExternalResult(self.fail_closed, frozenset({"unavailable"}) if self.fail_closed else frozenset(), True)

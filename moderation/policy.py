@@ -9,8 +9,9 @@ categories without spans (injection, classifier, external) it acts as ``block``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 ACTIONS = ("allow", "flag", "redact", "block")
 CATEGORIES = ("pii", "secret", "injection", "custom", "classifier", "external")

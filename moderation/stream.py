@@ -9,6 +9,8 @@ what is released; a blocking finding stops the stream (the caller ends it with
 
 from __future__ import annotations
 
+from typing import Any
+
 from .detectors import merge, scan
 from .engine import Verdict, custom_findings, redact
 from .policy import Policy
@@ -52,3 +54,22 @@ class StreamFilter:
         released = redact(pending[:cut], spans)
         self._pending = pending[cut:]
         return released
+
+    def filter_chunk(self, chunk: dict[str, Any]) -> bool:
+        """Run a stream chunk's generated text through the window, in place; True when the
+        stream must stop (a blocking finding)."""
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                delta["content"] = self.feed(delta["content"])
+            elif isinstance(choice.get("text"), str):
+                choice["text"] = self.feed(choice["text"])
+            if choice.get("finish_reason") and not self.blocked:
+                rest = self.flush()
+                if isinstance(delta, dict):
+                    delta["content"] = (delta.get("content") or "") + rest
+                else:
+                    choice["text"] = (choice.get("text") or "") + rest
+        return self.blocked

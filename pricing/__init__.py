@@ -1,1 +1,1 @@
-"""Pricing: API price tables and the roofline/KV-cache model of self-hosted engines (issue #3: not built yet)."""
+"""Pricing: API price tables and the roofline/KV-cache model of self-hosted engines (pure functions)."""

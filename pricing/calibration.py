@@ -17,6 +17,7 @@ from . import catalog
 from .estimate import estimate
 from .roofline import Deployment, Efficiency
 
+
 @dataclass(frozen=True)
 class Measurement:
     source: str

@@ -6,6 +6,7 @@ Each function returns the SVG text; the CLI writes it to a file a browser or vie
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from html import escape
 
 from . import architecture as arch
@@ -17,7 +18,7 @@ WIDTH, HEIGHT, MARGIN = 720, 420, 70
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 
 
-def _log_scale(values: list[float], low_px: float, high_px: float):
+def _log_scale(values: list[float], low_px: float, high_px: float) -> Callable[[float], float]:
     low, high = math.log10(min(values)), math.log10(max(values))
     span = (high - low) or 1.0
     return lambda v: low_px + (math.log10(v) - low) / span * (high_px - low_px)
@@ -29,7 +30,7 @@ def _ticks(values: list[float]) -> list[float]:
 
 
 def line_chart(title: str, x_label: str, y_label: str, series: dict[str, list[tuple[float, float]]],
-               marks: list[tuple[float, float, str]] = ()) -> str:
+               marks: Sequence[tuple[float, float, str]] = ()) -> str:
     """Log-log line chart of named series, with optional labelled points."""
     xs = [x for points in series.values() for x, _ in points] + [m[0] for m in marks]
     ys = [y for points in series.values() for _, y in points] + [m[1] for m in marks]

@@ -1,2 +1,2 @@
-"""Router: the cheap-or-flagship decision. Offline training and evaluation are here; the
-request-path decision, live thresholds and the cascade are still to come (issue #4)."""
+"""Router: the cheap-or-flagship decision. Training data, features, training and evaluation, the
+saved artifact, calibration of thresholds, and the cascade's confidence in an answer."""

@@ -24,7 +24,7 @@ class Calibration:
 def _outcome(threshold: float, scores: list[float], examples: list[Example], costs: tuple[float, float] | None) -> Calibration:
     strong = [s >= threshold for s in scores]
     share = sum(strong) / len(strong)
-    quality = sum(e.strong if to_strong else e.weak for e, to_strong in zip(examples, strong)) / len(examples)
+    quality = sum(e.strong if to_strong else e.weak for e, to_strong in zip(examples, strong, strict=True)) / len(examples)
     cost = None if costs is None else (1 - share) * costs[0] + share * costs[1]
     return Calibration(threshold, share, quality, cost)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
 
 _REFUSAL = re.compile(
     r"^\W*(i'?m sorry|i am sorry|i apologi[sz]e|sorry, (but )?i|i can'?t|i cannot|i'?m (not able|unable)|"
@@ -44,27 +43,3 @@ def assess(text: str, logprobs: list[float], finish_reason: str | None, has_tool
         return Confidence(1.0, "no_logprobs")
     score = MEAN_WEIGHT * math.exp(mean_lp) + (1 - MEAN_WEIGHT) * math.exp(min_lp)
     return Confidence(round(score, 6), "logprobs", mean_lp, min_lp)
-
-
-def choice_logprobs(choice: dict[str, Any]) -> list[float]:
-    """Token logprobs of a chat or legacy-completion choice (whole answer or stream chunk)."""
-    logprobs = choice.get("logprobs") or {}
-    if not isinstance(logprobs, dict):
-        return []
-    if isinstance(logprobs.get("content"), list):  # chat
-        return [float(t["logprob"]) for t in logprobs["content"] if isinstance(t, dict) and "logprob" in t]
-    values = logprobs.get("token_logprobs")  # legacy completions
-    return [float(v) for v in values if v is not None] if isinstance(values, list) else []
-
-
-def choice_text(choice: dict[str, Any]) -> str:
-    if "text" in choice:
-        return str(choice.get("text") or "")
-    message = choice.get("message") or choice.get("delta") or {}
-    content = message.get("content")
-    return content if isinstance(content, str) else ""
-
-
-def has_tool_calls(choice: dict[str, Any]) -> bool:
-    message = choice.get("message") or choice.get("delta") or {}
-    return bool(message.get("tool_calls"))

@@ -12,11 +12,12 @@ optional and kept.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from gateway.tokens import content_text
+from wire.texts import prompt_text
 
 
 class DataError(ValueError):
@@ -37,17 +38,6 @@ class Example:
 
 
 _PAIRWISE = {"strong": (0.0, 1.0), "weak": (1.0, 0.0), "tie": (1.0, 1.0)}
-
-
-def prompt_text(record: dict[str, Any]) -> str:
-    """The prompt of a record: ``prompt``, or the user and system turns of ``messages``."""
-    if isinstance(record.get("prompt"), str):
-        return record["prompt"]
-    messages = record.get("messages")
-    if isinstance(messages, list):
-        return "\n".join(content_text(m.get("content")) for m in messages
-                         if isinstance(m, dict) and m.get("role") in ("system", "developer", "user"))
-    raise ValueError('needs "prompt" (a string) or "messages" (a list)')
 
 
 def parse_record(record: Any) -> Example:

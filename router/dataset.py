@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 NOISE = 0.08  # share of labels redrawn independently of difficulty
 
@@ -169,7 +169,7 @@ def build(size: int = 6000, seed: int = 7) -> list[dict]:
         # Latent hardness: half the prompt's visible difficulty, half chance.
         hardness = [0.5 * difficulty + 0.5 * rng.random() for _, difficulty in items]
         weak_cut, strong_cut = _quantile(hardness, family.weak), _quantile(hardness, family.strong)
-        for index, ((prompt, _), h) in enumerate(zip(items, hardness)):
+        for index, ((prompt, _), h) in enumerate(zip(items, hardness, strict=True)):
             weak, strong = float(h < weak_cut), float(h < strong_cut)
             if rng.random() < NOISE:
                 weak = float(rng.random() < family.weak)

@@ -12,6 +12,7 @@ weak + x (strong - weak), interpolated along the curve.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from statistics import mean
 
 import numpy as np
@@ -39,7 +40,7 @@ def routing_curve(scores: list[float], examples: list[Example]) -> list[dict[str
     points = []
     for threshold in thresholds:
         strong = [(s > threshold) if threshold >= top else (s >= threshold) for s in scores]
-        quality = mean(e.strong if to_strong else e.weak for e, to_strong in zip(examples, strong))
+        quality = mean(e.strong if to_strong else e.weak for e, to_strong in zip(examples, strong, strict=True))
         points.append({"threshold": threshold, "strong_share": sum(strong) / len(strong), "quality": quality})
     return sorted(points, key=lambda p: (p["strong_share"], p["quality"]))
 
@@ -48,14 +49,14 @@ def apgr(curve: list[dict[str, float]], weak: float, strong: float) -> float:
     if strong <= weak:
         return float("nan")
     area = sum((b["strong_share"] - a["strong_share"]) * ((a["quality"] + b["quality"]) / 2 - weak)
-               for a, b in zip(curve, curve[1:]))
+               for a, b in pairwise(curve))
     return area / (strong - weak)
 
 
 def cpt(curve: list[dict[str, float]], weak: float, strong: float, fraction: float) -> float:
     """Percent of strong calls needed to reach weak + fraction (strong - weak)."""
     target = weak + fraction * (strong - weak)
-    for a, b in zip(curve, curve[1:]):
+    for a, b in pairwise(curve):
         if a["quality"] >= target:
             return 100 * a["strong_share"]
         if b["quality"] >= target:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .features import STRUCTURAL, FeatureSettings, clipped, ngram_counts, structural, tokens_of
+from wire.features import STRUCTURAL, FeatureSettings, clipped, ngram_counts, structural, tokens_of
 
 FORMAT = "tollgate-router/3"  # 2: integer-mixed bigram hashes, clipped long prompts; 3: numbers and sentences
 

@@ -19,9 +19,10 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
 
+from wire.features import FeatureSettings, featurize
+
 from .data import Example
 from .evaluate import evaluate
-from .features import FeatureSettings, featurize
 from .model import RouterModel
 
 REGULARIZATION_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # values of C tried when none is given
@@ -106,7 +107,7 @@ def _fit_matrix(matrix: csr_matrix, examples: list[Example], settings: FeatureSe
     coefficients = classifier.coef_[0]
     weights = {int(i): float(coefficients[i]) for i in np.flatnonzero(np.abs(coefficients) > 1e-6)}
     metadata = {
-        "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "examples": len(examples),
         "strong_win_rate": float(labels.mean()),
         "data_sha256": data_hash(examples),

@@ -14,7 +14,8 @@ from .run_cmds import engine_sim, serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 app.command("serve")(serve)
-app.command("engine-sim")(engine_sim)
+app.command("engine-sim", add_help_option=False,
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(engine_sim)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(pricing_app, name="pricing")

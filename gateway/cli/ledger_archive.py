@@ -17,12 +17,12 @@ import datetime
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import typer
 
-from .admin_cmds import _ADMIN_KEY, _URL, _call
+from .options import ADMIN_KEY, URL, call
 
 PAGE = 1000
 
@@ -48,7 +48,7 @@ def resume_point(tenant_dir: Path) -> str | None:
 def write_batch(tenant_dir: Path, records: list[dict]) -> Path:
     """One batch of records as a whole file, atomically."""
     first, last = records[0]["ledger_id"], records[-1]["ledger_id"]
-    day = datetime.datetime.fromtimestamp(stream_id_key(first)[0] / 1000, datetime.timezone.utc).date().isoformat()
+    day = datetime.datetime.fromtimestamp(stream_id_key(first)[0] / 1000, datetime.UTC).date().isoformat()
     target = tenant_dir / day / f"{first}_{last}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
@@ -98,21 +98,21 @@ def archive_pass(fetch: Fetch, names: list[str], directory: Path) -> None:
 
 def ledger_archive(
     directory: Path = typer.Option(..., "--dir", help="Where the archive lives (one folder per tenant)."),
-    tenant: Optional[list[str]] = typer.Option(None, help="Only these tenants (repeatable; default: every tenant)."),
+    tenant: list[str] | None = typer.Option(None, help="Only these tenants (repeatable; default: every tenant)."),
     follow: bool = typer.Option(False, help="Keep running, archiving every --interval-s seconds."),
     interval_s: float = typer.Option(60.0, min=1.0, help="With --follow: seconds between passes."),
-    url: str = _URL,
-    admin_key: str = _ADMIN_KEY,
+    url: str = URL,
+    admin_key: str = ADMIN_KEY,
 ) -> None:
     """Copy raw ledger records to files, exactly once, before Redis trims them.
 
     With ``--follow`` a pass that fails (gateway unreachable, store down) is retried at the next
     interval: a sidecar must outlive a gateway restart. Without it, a failure exits non-zero.
     """
-    fetch: Fetch = lambda params: _call("GET", url, admin_key, "/v1/ledger", params=params)  # noqa: E731
+    fetch: Fetch = lambda params: call("GET", url, admin_key, "/v1/ledger", params=params)  # noqa: E731
     while True:
         try:
-            names = tenant or [row["id"] for row in _call("GET", url, admin_key, "/admin/tenants")["data"]]
+            names = tenant or [row["id"] for row in call("GET", url, admin_key, "/admin/tenants")["data"]]
             archive_pass(fetch, names, directory)
         except typer.Exit:
             if not follow:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,8 +19,8 @@ pricing_app = typer.Typer(no_args_is_help=True, help="Roofline pricing of self-h
 PRECISIONS = ", ".join(arch.BYTES_PER_VALUE)
 
 
-def _deployment(model: str, gpu: str, gpus: int, precision: str, kv_precision: Optional[str], engine: str,
-                efficiency: Optional[str] = None) -> Deployment:
+def _deployment(model: str, gpu: str, gpus: int, precision: str, kv_precision: str | None, engine: str,
+                efficiency: str | None = None) -> Deployment:
     try:
         if precision not in arch.BYTES_PER_VALUE or (kv_precision and kv_precision not in arch.BYTES_PER_VALUE):
             raise catalog.CatalogError(f"precision must be one of {PRECISIONS}")
@@ -48,14 +47,14 @@ def estimate_cmd(
     gpu: str = typer.Option(..., help="Catalog id (tollgate pricing gpus)."),
     gpus: int = typer.Option(1, min=1, help="GPUs in one deployment (tensor parallelism)."),
     precision: str = typer.Option("bf16", help=f"Weight precision: {PRECISIONS}."),
-    kv_precision: Optional[str] = typer.Option(None, help="KV-cache precision (default: the weights', 16-bit for int4)."),
+    kv_precision: str | None = typer.Option(None, help="KV-cache precision (default: the weights', 16-bit for int4)."),
     input_len: int = typer.Option(..., min=1, help="Prompt tokens per request."),
     output_len: int = typer.Option(..., min=1, help="Generated tokens per request."),
     concurrency: int = typer.Option(..., min=1, help="Sequences in flight, each replaced when it finishes."),
-    usd_per_gpu_hour: Optional[float] = typer.Option(None, min=0.0, help="GPU price (default: the catalog's)."),
+    usd_per_gpu_hour: float | None = typer.Option(None, min=0.0, help="GPU price (default: the catalog's)."),
     utilization: float = typer.Option(1.0, min=0.01, max=1.0, help="Share of paid time the deployment is busy."),
     engine: str = typer.Option("vllm", help="Engine profile: vllm, sglang, tgi, llamacpp, tensorrt-llm."),
-    efficiency: Optional[str] = typer.Option(None, help="Override calibrated factors, e.g. bandwidth=0.8,compute=0.5,step_overhead_s=0.002."),
+    efficiency: str | None = typer.Option(None, help="Override calibrated factors, e.g. bandwidth=0.8,compute=0.5,step_overhead_s=0.002."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Throughput, latency, capacity and USD per 1M tokens of one deployment at steady state."""
@@ -115,10 +114,10 @@ def plot_cmd(
     gpu: str = typer.Option(...),
     gpus: int = typer.Option(1, min=1),
     precision: str = typer.Option("bf16"),
-    kv_precision: Optional[str] = typer.Option(None),
+    kv_precision: str | None = typer.Option(None),
     input_len: int = typer.Option(1024, min=1),
     output_len: int = typer.Option(256, min=1),
-    usd_per_gpu_hour: Optional[float] = typer.Option(None, min=0.0),
+    usd_per_gpu_hour: float | None = typer.Option(None, min=0.0),
     utilization: float = typer.Option(1.0, min=0.01, max=1.0),
     out: Path = typer.Option(Path("."), help="Folder for roofline.svg and cost.svg."),
 ) -> None:

@@ -7,12 +7,11 @@ tenant only) or an admin key (any tenant with ``--tenant``, or all tenants witho
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
-from ..accounting.reports import report_csv
-from .admin_cmds import _ADMIN_KEY, _URL, _call
+from ..stages.accounting.reports import report_csv
+from .options import ADMIN_KEY, URL, call
 from .output import print_rows
 
 limits_app = typer.Typer(no_args_is_help=True, help="Show and set rate limits and budgets.")
@@ -24,13 +23,13 @@ _TABLE_COLUMNS = ["group", "requests", "errors", "rejected", "prompt_tokens", "c
 
 
 def report(
-    tenant: Optional[str] = typer.Option(None, help="Tenant (admin keys; default: all tenants)."),
-    since: Optional[str] = typer.Option(None, help="Period back from --to: 7d, 2w, 48h (default 30 days)."),
-    start: Optional[str] = typer.Option(None, "--from", help="First UTC day, YYYY-MM-DD."),
-    end: Optional[str] = typer.Option(None, "--to", help="Last UTC day, YYYY-MM-DD (default today)."),
+    tenant: str | None = typer.Option(None, help="Tenant (admin keys; default: all tenants)."),
+    since: str | None = typer.Option(None, help="Period back from --to: 7d, 2w, 48h (default 30 days)."),
+    start: str | None = typer.Option(None, "--from", help="First UTC day, YYYY-MM-DD."),
+    end: str | None = typer.Option(None, "--to", help="Last UTC day, YYYY-MM-DD (default today)."),
     by: str = typer.Option("day", "--by", help="Group by day, model, key or route."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
-    url: str = _URL,
+    url: str = URL,
     key: str = _KEY,
 ) -> None:
     """What was spent, on which model, and what routing and caching saved versus flagship-only."""
@@ -38,7 +37,7 @@ def report(
         typer.echo("error: --format must be table, csv or json", err=True)
         raise typer.Exit(2)
     params = {k: v for k, v in {"tenant": tenant, "since": since, "from": start, "to": end, "group_by": by}.items() if v}
-    body = _call("GET", url, key, "/v1/reports/costs", params=params)
+    body = call("GET", url, key, "/v1/reports/costs", params=params)
     if fmt == "json":
         typer.echo(json.dumps(body, indent=2))
     elif fmt == "csv":
@@ -48,7 +47,7 @@ def report(
         print_rows([*body["groups"], {"group": "total", **body["totals"]}], _TABLE_COLUMNS)
 
 
-def _limit_payload(rpm: Optional[int], tpm: Optional[int], daily: Optional[float], monthly: Optional[float]) -> dict:
+def _limit_payload(rpm: int | None, tpm: int | None, daily: float | None, monthly: float | None) -> dict:
     values = {"rpm": rpm, "tpm": tpm, "daily_usd": daily, "monthly_usd": monthly}
     return {name: value for name, value in values.items() if value is not None}
 
@@ -60,18 +59,18 @@ _MONTHLY = typer.Option(None, "--monthly-usd", help="USD per UTC month (-1: no l
 
 
 @limits_app.command("show")
-def limits_show(tenant: str, url: str = _URL, admin_key: str = _ADMIN_KEY) -> None:
+def limits_show(tenant: str, url: str = URL, admin_key: str = ADMIN_KEY) -> None:
     """A tenant's overrides and effective limits."""
-    typer.echo(json.dumps(_call("GET", url, admin_key, f"/admin/tenants/{tenant}/limits"), indent=2))
+    typer.echo(json.dumps(call("GET", url, admin_key, f"/admin/tenants/{tenant}/limits"), indent=2))
 
 
 @limits_app.command("set")
 def limits_set(
-    tenant: Optional[str] = typer.Option(None, help="Set the tenant's limits (with --per-key: its keys' defaults)."),
-    key_id: Optional[str] = typer.Option(None, "--key-id", help="Set one key's limits instead."),
+    tenant: str | None = typer.Option(None, help="Set the tenant's limits (with --per-key: its keys' defaults)."),
+    key_id: str | None = typer.Option(None, "--key-id", help="Set one key's limits instead."),
     per_key: bool = typer.Option(False, "--per-key", help="With --tenant: the default for each of its keys."),
-    rpm: Optional[int] = _RPM, tpm: Optional[int] = _TPM, daily: Optional[float] = _DAILY,
-    monthly: Optional[float] = _MONTHLY, url: str = _URL, admin_key: str = _ADMIN_KEY,
+    rpm: int | None = _RPM, tpm: int | None = _TPM, daily: float | None = _DAILY,
+    monthly: float | None = _MONTHLY, url: str = URL, admin_key: str = ADMIN_KEY,
 ) -> None:
     """Change limits; every replica applies them within a second."""
     payload = _limit_payload(rpm, tpm, daily, monthly)
@@ -79,25 +78,25 @@ def limits_set(
         typer.echo("error: give exactly one of --tenant or --key-id", err=True)
         raise typer.Exit(2)
     if key_id:
-        result = _call("PUT", url, admin_key, f"/admin/keys/{key_id}/limits", json=payload)
+        result = call("PUT", url, admin_key, f"/admin/keys/{key_id}/limits", json=payload)
     else:
         scope = "key" if per_key else "tenant"
-        result = _call("PUT", url, admin_key, f"/admin/tenants/{tenant}/limits", json={scope: payload})
+        result = call("PUT", url, admin_key, f"/admin/tenants/{tenant}/limits", json={scope: payload})
     typer.echo(json.dumps(result, indent=2))
 
 
 @ledger_app.command("export")
 def ledger_export(
-    tenant: Optional[str] = typer.Option(None, help="Tenant (required with an admin key)."),
-    start: Optional[str] = typer.Option(None, "--from", help="ISO 8601 time or epoch seconds."),
-    end: Optional[str] = typer.Option(None, "--to", help="ISO 8601 time or epoch seconds."),
-    url: str = _URL,
+    tenant: str | None = typer.Option(None, help="Tenant (required with an admin key)."),
+    start: str | None = typer.Option(None, "--from", help="ISO 8601 time or epoch seconds."),
+    end: str | None = typer.Option(None, "--to", help="ISO 8601 time or epoch seconds."),
+    url: str = URL,
     key: str = _KEY,
 ) -> None:
     """Every record of the period as JSON Lines, oldest first (pages through the API)."""
     params = {k: v for k, v in {"tenant": tenant, "from": start, "to": end, "limit": "1000"}.items() if v}
     while True:
-        page = _call("GET", url, key, "/v1/ledger", params=params)
+        page = call("GET", url, key, "/v1/ledger", params=params)
         for record in page["data"]:
             typer.echo(json.dumps(record))
         if not page["next"]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .admin_cmds import _ADMIN_KEY, _URL, _call
+from router.data import Example
+
+from .options import ADMIN_KEY, URL, call
 
 router_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and calibrate the router; set live thresholds.")
 _CHEAP_COST = typer.Option(None, "--cheap-cost-usd", help="Mean cost of one call to the cheap model (USD).")
@@ -20,7 +21,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _examples(data: Path):
+def _examples(data: Path) -> list[Example]:
     from router.data import DataError, load
 
     try:
@@ -29,7 +30,7 @@ def _examples(data: Path):
         raise _fail(str(err)) from None
 
 
-def _scores(examples, router: Optional[Path], cv: Optional[int]) -> list[float]:
+def _scores(examples: list[Example], router: Path | None, cv: int | None) -> list[float]:
     """Each prompt's score from a saved router, or (honestly) from K-fold cross-validation."""
     from router.model import RouterFileError, load
     from router.train import cross_validated_scores
@@ -40,24 +41,27 @@ def _scores(examples, router: Optional[Path], cv: Optional[int]) -> list[float]:
         if router is not None:
             model = load(router)
             return [model.score(e.text) for e in examples]
+        assert cv is not None
         return cross_validated_scores(examples, cv)
     except (RouterFileError, ValueError) as err:
         raise _fail(str(err)) from None
 
 
-def _costs(cheap: Optional[float], strong: Optional[float]) -> tuple[float, float] | None:
-    if (cheap is None) != (strong is None):
-        raise _fail("give both --cheap-cost-usd and --strong-cost-usd, or neither")
-    return None if cheap is None else (cheap, strong)  # type: ignore[return-value]
+def _costs(cheap: float | None, strong: float | None) -> tuple[float, float] | None:
+    if cheap is None or strong is None:
+        if cheap is not None or strong is not None:
+            raise _fail("give both --cheap-cost-usd and --strong-cost-usd, or neither")
+        return None
+    return cheap, strong
 
 
-def _ledger_examples(url: str, admin_key: str):
+def _ledger_examples(url: str, admin_key: str) -> list[Example]:
     """Cascade outcomes the gateway kept: escalated prompts count as strong wins."""
     from router.data import parse_record
 
     examples, params = [], {"limit": 10_000}
     while True:
-        page = _call("GET", url, admin_key, "/admin/router/labels", params=params)
+        page = call("GET", url, admin_key, "/admin/router/labels", params=params)
         examples += [parse_record(label) for label in page["data"]]
         if not page["next"]:
             return examples
@@ -71,8 +75,8 @@ def import_cmd(
     prompt_column: str = typer.Option("prompt", help="The column holding the prompt."),
     weak_column: str = typer.Option(..., help="The weak model's correctness or score (true/false, 0/1, any number)."),
     strong_column: str = typer.Option(..., help="The strong model's correctness or score."),
-    domain_column: Optional[str] = typer.Option(None, help="Optional: a column kept as the record's domain."),
-    id_column: Optional[str] = typer.Option(None, help="Optional: a column kept as the record's id."),
+    domain_column: str | None = typer.Option(None, help="Optional: a column kept as the record's domain."),
+    id_column: str | None = typer.Option(None, help="Optional: a column kept as the record's id."),
 ) -> None:
     """Turn a published result table (e.g. RouteLLM's evaluation CSVs) into router training data."""
     from router.data import DataError
@@ -102,12 +106,12 @@ def build_dataset_cmd(
 @router_app.command("train")
 def train_cmd(
     out: Path = typer.Option(..., help="Where to write the router (JSON)."),
-    data: Optional[Path] = typer.Option(None, help="JSON Lines: per-prompt weak/strong scores or pairwise winners (docs/router.md)."),
+    data: Path | None = typer.Option(None, help="JSON Lines: per-prompt weak/strong scores or pairwise winners (docs/router.md)."),
     from_ledger: bool = typer.Option(False, "--from-ledger", help="Also train on the cascade's escalation outcomes kept by a running gateway."),
-    regularization: Optional[float] = typer.Option(None, min=1e-6, help="Inverse regularization strength (C); by default chosen by 3-fold cross-validation on the data (0.1 to 10)."),
-    cv: Optional[int] = typer.Option(None, min=2, help="Also measure K-fold cross-validated APGR and CPT and keep them in the artifact."),
-    url: str = _URL,
-    admin_key: Optional[str] = typer.Option(None, "--admin-key", envvar="TOLLGATE_ADMIN_KEY", help="With --from-ledger."),
+    regularization: float | None = typer.Option(None, min=1e-6, help="Inverse regularization strength (C); by default chosen by 3-fold cross-validation on the data (0.1 to 10)."),
+    cv: int | None = typer.Option(None, min=2, help="Also measure K-fold cross-validated APGR and CPT and keep them in the artifact."),
+    url: str = URL,
+    admin_key: str | None = typer.Option(None, "--admin-key", envvar="TOLLGATE_ADMIN_KEY", help="With --from-ledger."),
 ) -> None:
     """Fit a router that predicts P(strong model wins | prompt)."""
     from router.evaluate import evaluate
@@ -140,11 +144,11 @@ def train_cmd(
 @router_app.command("eval")
 def eval_cmd(
     data: Path = typer.Option(..., help="Labelled JSON Lines, as for train."),
-    router: Optional[Path] = typer.Option(None, help="A trained router to score the data with."),
-    cv: Optional[int] = typer.Option(None, min=2, help="Instead: K-fold cross-validation (each prompt scored by a router trained on the other folds)."),
-    cheap_cost: Optional[float] = _CHEAP_COST,
-    strong_cost: Optional[float] = _STRONG_COST,
-    plot: Optional[Path] = typer.Option(None, help="Write the curve as SVG (quality against cost when costs are given)."),
+    router: Path | None = typer.Option(None, help="A trained router to score the data with."),
+    cv: int | None = typer.Option(None, min=2, help="Instead: K-fold cross-validation (each prompt scored by a router trained on the other folds)."),
+    cheap_cost: float | None = _CHEAP_COST,
+    strong_cost: float | None = _STRONG_COST,
+    plot: Path | None = typer.Option(None, help="Write the curve as SVG (quality against cost when costs are given)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """APGR, CPT(50%), CPT(80%) and the quality (and cost) curve over 11 score quantiles."""
@@ -176,13 +180,13 @@ def eval_cmd(
 @router_app.command("calibrate")
 def calibrate_cmd(
     data: Path = typer.Option(..., help="Labelled JSON Lines, as for train."),
-    router: Optional[Path] = typer.Option(None, help="The router whose threshold is chosen."),
-    cv: Optional[int] = typer.Option(None, min=2, help="Instead: calibrate on cross-validated scores."),
-    strong_fraction: Optional[float] = typer.Option(None, help="At most this share of calls to the strong model."),
-    max_cost_usd: Optional[float] = typer.Option(None, help="At most this mean cost per call (needs both costs)."),
-    min_quality: Optional[float] = typer.Option(None, help="At least this mean quality, with the fewest strong calls."),
-    cheap_cost: Optional[float] = _CHEAP_COST,
-    strong_cost: Optional[float] = _STRONG_COST,
+    router: Path | None = typer.Option(None, help="The router whose threshold is chosen."),
+    cv: int | None = typer.Option(None, min=2, help="Instead: calibrate on cross-validated scores."),
+    strong_fraction: float | None = typer.Option(None, help="At most this share of calls to the strong model."),
+    max_cost_usd: float | None = typer.Option(None, help="At most this mean cost per call (needs both costs)."),
+    min_quality: float | None = typer.Option(None, help="At least this mean quality, with the fewest strong calls."),
+    cheap_cost: float | None = _CHEAP_COST,
+    strong_cost: float | None = _STRONG_COST,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The threshold that meets one target on this data; apply it with `tollgate router set`."""
@@ -202,7 +206,8 @@ def calibrate_cmd(
                 raise ValueError("--max-cost-usd needs --cheap-cost-usd and --strong-cost-usd")
             result = calibrate.for_max_cost(max_cost_usd, costs, scores, examples)
         else:
-            result = calibrate.for_min_quality(min_quality, scores, examples, costs)  # type: ignore[arg-type]
+            assert min_quality is not None
+            result = calibrate.for_min_quality(min_quality, scores, examples, costs)
     except ValueError as err:
         raise _fail(str(err)) from None
     if as_json:
@@ -215,11 +220,11 @@ def calibrate_cmd(
 
 @router_app.command("set")
 def set_cmd(
-    threshold: Optional[float] = typer.Option(None, min=0, max=1, help="The global threshold (model=\"auto\")."),
-    escalation: Optional[float] = typer.Option(None, min=0, max=1, help="The cascade's escalation threshold."),
+    threshold: float | None = typer.Option(None, min=0, max=1, help="The global threshold (model=\"auto\")."),
+    escalation: float | None = typer.Option(None, min=0, max=1, help="The cascade's escalation threshold."),
     tenant: list[str] = typer.Option([], help="A per-tenant threshold, NAME=T (NAME=none removes it). Repeatable."),
-    url: str = _URL,
-    admin_key: str = _ADMIN_KEY,
+    url: str = URL,
+    admin_key: str = ADMIN_KEY,
 ) -> None:
     """Change live thresholds; every gateway replica applies them within a second."""
     overrides: dict[str, float | None] = {}
@@ -230,10 +235,10 @@ def set_cmd(
         except ValueError:
             raise _fail(f"--tenant wants NAME=THRESHOLD, got {item!r}") from None
     payload = {"threshold": threshold, "escalation": escalation, "tenants": overrides}
-    typer.echo(json.dumps(_call("PUT", url, admin_key, "/admin/router/thresholds", json=payload), indent=2))
+    typer.echo(json.dumps(call("PUT", url, admin_key, "/admin/router/thresholds", json=payload), indent=2))
 
 
 @router_app.command("show")
-def show_cmd(url: str = _URL, admin_key: str = _ADMIN_KEY) -> None:
+def show_cmd(url: str = URL, admin_key: str = ADMIN_KEY) -> None:
     """The live thresholds."""
-    typer.echo(json.dumps(_call("GET", url, admin_key, "/admin/router/thresholds"), indent=2))
+    typer.echo(json.dumps(call("GET", url, admin_key, "/admin/router/thresholds"), indent=2))

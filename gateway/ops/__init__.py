@@ -1,0 +1,1 @@
+"""Processes: ``tollgate serve``, first-run bootstrap, the embedded Valkey and the demo stack."""

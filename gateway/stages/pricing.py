@@ -1,0 +1,153 @@
+"""Price: what a call cost, from the ``pricing`` package's price tables and roofline model, and
+what the flagship alone would have cost for the same answer.
+
+The pricer for each (backend, upstream model) is derived from the config once; a self-hosted call
+is priced at its replica's operating point (the engine's load when it answered).
+
+Self-hosted backends with a ``deployment`` are priced by the roofline model; API backends by
+their ``prices``, the top-level ``pricing.prices``, or imported LiteLLM price files. A call no
+table covers is recorded at $0 with cost source ``unpriced``, never silently guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pricing import catalog
+from pricing.call_cost import ApiPricing, OperatingPoint, Pricer, SelfHostedPricing
+from pricing.prices import TokenPrices, load_litellm_prices, normalize_usage
+from pricing.roofline import Deployment, kv_capacity_tokens
+
+from ..config import BackendConfig, ConfigError, PriceConfig, Settings
+from ..upstream.engine_metrics import EngineLoad
+from ..upstream.forwarder import Served
+
+ENGINE_PROFILE = {"vllm": "vllm", "sglang": "sglang", "tgi": "tgi", "llamacpp": "llamacpp"}
+
+
+@dataclass(frozen=True)
+class Price:
+    cost_usd: float
+    flagship_cost_usd: float | None
+    source: str  # roofline, api or unpriced
+
+
+def _token_prices(config: PriceConfig, source: str) -> TokenPrices:
+    return TokenPrices.per_million(config.input, config.output, config.cached_input, config.cache_write, config.as_of, source)
+
+
+class Pricing:
+    """Everything that can be derived from the config is derived once, here; ``price`` only looks up."""
+
+    def __init__(self, settings: Settings, load_of: Callable[[str], EngineLoad | None] = lambda backend: None) -> None:
+        self._load_of = load_of  # a backend's current load: the flagship counterfactual's operating point
+        self._gpus = {e["id"]: catalog.gpu_from_entry(e) for e in settings.pricing.gpus}
+        self._models = {e["id"]: catalog.model_from_entry(e) for e in settings.pricing.models}
+        self._api_prices: dict[str, ApiPricing] = {}
+        for path in settings.pricing.litellm_price_files:
+            try:
+                self._api_prices.update({name: ApiPricing(p) for name, p in load_litellm_prices(path).items()})
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"cannot read LiteLLM price file {path}: {err}") from None
+        self._api_prices.update({name: ApiPricing(_token_prices(p, "config")) for name, p in settings.pricing.prices.items()})
+        self._backend_prices = {
+            b.name: {model: ApiPricing(_token_prices(p, f"backend:{b.name}")) for model, p in b.prices.items()}
+            for b in settings.backends
+        }
+        self._self_hosted = {b.name: self._self_hosted_pricing(b) for b in settings.backends if b.deployment}
+        self._fallback_points = {
+            b.name: OperatingPoint(b.deployment.running, b.deployment.mean_context) for b in settings.backends if b.deployment
+        }
+        self._kv_capacity = {name: kv_capacity_tokens(p.deployment) for name, p in self._self_hosted.items()}
+        self._flagship_target = self._find_flagship(settings)
+
+    def _self_hosted_pricing(self, backend: BackendConfig) -> SelfHostedPricing:
+        spec = backend.deployment
+        assert spec is not None, "only backends with a deployment are priced by the roofline model"
+        try:
+            gpu = catalog.gpu(spec.gpu, self._gpus)
+            model = catalog.model(spec.model, self._models)
+        except catalog.CatalogError as err:
+            raise ConfigError(f"backend {backend.name}: {err}") from None
+        kv = spec.kv_precision or ("bf16" if spec.precision in ("int4", "fp4") else spec.precision)
+        deployment = Deployment(model, gpu, spec.gpus, spec.precision, kv, engine=ENGINE_PROFILE.get(backend.kind, "vllm"))
+        try:
+            deployment = deployment.with_efficiency(**spec.efficiency) if spec.efficiency else deployment
+        except TypeError as err:
+            raise ConfigError(f"backend {backend.name}: deployment.efficiency: {err}") from None
+        price = gpu.usd_per_hour if spec.usd_per_gpu_hour is None else spec.usd_per_gpu_hour
+        return SelfHostedPricing(deployment, price, spec.utilization)
+
+    @staticmethod
+    def _find_flagship(settings: Settings) -> tuple[str, str] | None:
+        name = settings.pricing.flagship or next((m.name for m in settings.models if m.tier == "flagship"), None)
+        model = next((m for m in settings.models if m.name == name), None)
+        if model is None:
+            return None
+        target = model.targets[0]
+        return target.backend, target.model or model.name
+
+    @property
+    def flagship_backend(self) -> str | None:
+        return self._flagship_target[0] if self._flagship_target else None
+
+    def unpriced_targets(self, settings: Settings) -> list[str]:
+        """Every ``model -> backend/upstream model`` no price table or deployment covers."""
+        return [f"{model.name} -> {target.backend}/{target.model or model.name}"
+                for model in settings.models for target in model.targets
+                if self.pricer(target.backend, target.model or model.name) is None]
+
+    def pricer(self, backend: str, upstream_model: str) -> Pricer | None:
+        if backend in self._self_hosted:
+            return self._self_hosted[backend]
+        return self._backend_prices.get(backend, {}).get(upstream_model) or self._api_prices.get(upstream_model)
+
+    def operating_point(self, backend: str, load: EngineLoad | None) -> OperatingPoint:
+        """The live point from the replica's metrics, else the configured one."""
+        fallback = self._fallback_points.get(backend, OperatingPoint())
+        if load is None or load.running < 1:
+            return fallback
+        capacity = self._kv_capacity.get(backend)
+        if capacity is None or load.kv_usage <= 0:
+            return OperatingPoint(load.running, fallback.mean_context)
+        return OperatingPoint(load.running, max(load.kv_usage * capacity / load.running, 1.0))
+
+    def worst_case_cost(self, backend: str, upstream_model: str, usage: dict) -> float:
+        """An upper bound for budget holds: a self-hosted call costs the most when it runs alone
+        (nothing to share the GPU-second with), whatever the engine's load turns out to be."""
+        pricer = self.pricer(backend, upstream_model)
+        if pricer is None:
+            return 0.0
+        normalized = normalize_usage(usage)
+        context = normalized.uncached_input + normalized.cached_input + normalized.output
+        return pricer.cost(normalized, OperatingPoint(1.0, max(float(context), 1.0)))
+
+    def price(self, backend: str, upstream_model: str, usage: dict | None, load: EngineLoad | None,
+              flagship_load: EngineLoad | None = None) -> Price:
+        """The call's price at its replica's load, and the flagship's at the flagship's own load."""
+        normalized = normalize_usage(usage)
+        pricer = self.pricer(backend, upstream_model)
+        cost = pricer.cost(normalized, self.operating_point(backend, load)) if pricer else 0.0
+        source = "unpriced" if pricer is None else ("roofline" if isinstance(pricer, SelfHostedPricing) else "api")
+        if self._flagship_target is None:
+            return Price(cost, None, source)
+        if self._flagship_target == (backend, upstream_model):
+            return Price(cost, cost if pricer else None, source)  # served by the flagship: nothing to compare
+        flagship_backend, flagship_model = self._flagship_target
+        flagship_pricer = self.pricer(flagship_backend, flagship_model)
+        flagship = None
+        if flagship_pricer is not None:
+            flagship = flagship_pricer.cost(normalized, self.operating_point(flagship_backend, flagship_load))
+        return Price(cost, flagship, source)
+
+    def price_calls(self, calls: Sequence[Served]) -> Price:
+        """What a call cost: every upstream call it made (a cascade that escalated pays for both),
+        and the flagship counterfactual for the answer that was returned (the last call)."""
+        if not calls:
+            return Price(0.0, None, "")
+        flagship_load = self._load_of(self.flagship_backend) if self.flagship_backend else None
+        last = calls[-1]
+        price = self.price(last.backend, last.upstream_model, last.usage, last.load, flagship_load)
+        earlier = sum(self.price(c.backend, c.upstream_model, c.usage, c.load).cost_usd for c in calls[:-1])
+        return Price(earlier + price.cost_usd, price.flagship_cost_usd, price.source) if earlier else price

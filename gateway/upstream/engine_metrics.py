@@ -1,0 +1,48 @@
+"""Live load of self-hosted engines, read from their Prometheus metrics (pure).
+
+Each engine names things its own way; the first matching name wins. The load gives pricing its
+operating point (how many sequences share each decode step, how long their contexts are) and
+replica choice its queue lengths. The polling itself is in ``pool.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RUNNING = ("vllm:num_requests_running", "sglang:num_running_reqs", "tgi_batch_current_size", "llamacpp:requests_processing")
+WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size", "llamacpp:requests_deferred")
+KV_USAGE = ("vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", "sglang:token_usage", "llamacpp:kv_cache_usage_ratio")
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    running: float
+    waiting: float
+    kv_usage: float  # 0..1 of the KV cache in use
+
+
+def parse_engine_metrics(text: str) -> EngineLoad | None:
+    """Sum each known metric over its label sets; None if the text has none of them."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        try:
+            values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        except (IndexError, ValueError):
+            continue
+
+    def first(names: tuple[str, ...]) -> float | None:
+        return next((values[n] for n in names if n in values), None)
+
+    running = first(RUNNING)
+    if running is None:
+        return None
+    return EngineLoad(running=running, waiting=first(WAITING) or 0.0, kv_usage=min(first(KV_USAGE) or 0.0, 1.0))
+
+
+def metrics_url(replica_url: str, metrics_path: str) -> str:
+    """Engines serve /metrics at the server root, beside the /v1 API prefix."""
+    root = replica_url[: -len("/v1")] if replica_url.endswith("/v1") else replica_url
+    return root + metrics_path

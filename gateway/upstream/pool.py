@@ -1,0 +1,166 @@
+"""The upstreams a gateway worker knows: backends, their replicas, and the routes of public models.
+
+A public model's ``Route`` lists its targets in fallback order; a target is a backend and the name
+the backend knows the model by. Within a target, replicas are tried from a round-robin position
+(or the least busy first, or the one holding the prompt's prefix); replicas that refused
+connections are skipped for ``down_cooldown_s``. ``attempt_plan`` turns that into the list of
+(target, replica) pairs a request may try; the forwarder walks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from ..config import BackendConfig, Settings
+from ..errors import APIError
+from .engine_metrics import EngineLoad, metrics_url, parse_engine_metrics
+from .transport import AiohttpTransport, Transport, TransportError
+
+log = logging.getLogger("tollgate.upstream")
+
+
+def without_userinfo(url: str) -> str:
+    """A URL safe to show: ``user:password@`` removed."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+@dataclass(eq=False)
+class Replica:
+    url: str
+    index: int = 0
+    down_until: float = 0.0
+    load: EngineLoad | None = None  # from the engine's /metrics, if it has one
+    inflight: int = 0  # this worker's requests on it, from send until the answer is read
+
+    def __post_init__(self) -> None:
+        self.shown_url = without_userinfo(self.url)
+
+    def is_up(self, now: float) -> bool:
+        return self.down_until <= now
+
+    @property
+    def busy(self) -> float:
+        """What least-loaded and prefix-aware choices compare: requests in flight here, plus the
+        engine's own queue when its metrics are polled (other gateways' requests show there)."""
+        return self.inflight + (self.load.waiting if self.load is not None else 0.0)
+
+
+class Backend:
+    """One configured backend: its replicas and the transport that reaches them."""
+
+    def __init__(self, config: BackendConfig, transport: Transport | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.replicas = [Replica(url, index) for index, url in enumerate(config.urls)]
+        self._next = itertools.count()
+        self.headers = {"content-type": "application/json", **config.headers}
+        if config.api_key:
+            self.headers["authorization"] = f"Bearer {config.api_key}"
+        self.transport: Transport = transport or AiohttpTransport(
+            config.connect_timeout_s, config.read_timeout_s, config.max_connections)
+
+    def replica_order(self, prefer: Replica | None = None) -> list[Replica]:
+        """Replicas to try in turn: ``prefer`` first when it is up, then (least-loaded backends)
+        by load or (others) from a rotating start; replicas marked down go to the back."""
+        start = next(self._next) % len(self.replicas)
+        rotated = self.replicas[start:] + self.replicas[:start]
+        if self.config.replica_choice == "least_loaded":
+            rotated.sort(key=lambda r: r.busy)
+        now = time.monotonic()
+        if prefer is not None and prefer in self.replicas and prefer.is_up(now):
+            rotated.remove(prefer)
+            rotated.insert(0, prefer)
+        return [r for r in rotated if r.is_up(now)] + [r for r in rotated if not r.is_up(now)]
+
+    def mark_down(self, replica: Replica) -> None:
+        replica.down_until = time.monotonic() + self.config.down_cooldown_s
+
+
+@dataclass(frozen=True)
+class Target:
+    backend: Backend
+    upstream_model: str
+
+
+@dataclass(frozen=True)
+class Route:
+    model: str
+    targets: tuple[Target, ...]
+
+
+class UpstreamPool:
+    def __init__(self, settings: Settings, transports: dict[str, Transport] | None = None) -> None:
+        transports = transports or {}
+        self.backends = {b.name: Backend(b, transports.get(b.name)) for b in settings.backends}
+        self.routes = {
+            m.name: Route(m.name, tuple(Target(self.backends[t.backend], t.model or m.name) for t in m.targets))
+            for m in settings.models
+        }
+        self.max_attempts = settings.server.max_attempts
+
+    def start(self) -> None:
+        for backend in self.backends.values():
+            backend.transport.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.transport.close() for b in self.backends.values()))
+
+    def resolve(self, model: str) -> Route:
+        route = self.routes.get(model)
+        if route is None:
+            raise APIError(404, f"The model '{model}' does not exist or you do not have access to it.",
+                           code="model_not_found", param="model")
+        return route
+
+    def attempt_plan(self, route: Route, prefer: Replica | None) -> list[tuple[Target, Replica]]:
+        """Replicas of each target in turn, within ``max_attempts`` but never skipping a fallback."""
+        plan: list[tuple[Target, Replica]] = []
+        for index, target in enumerate(route.targets):
+            later_targets = len(route.targets) - index - 1
+            budget = max(1, self.max_attempts - len(plan) - later_targets)
+            preferred = prefer if index == 0 else None
+            plan += [(target, r) for r in target.backend.replica_order(preferred)[:budget]]
+        return plan
+
+    def load_of(self, backend: str) -> EngineLoad | None:
+        """The first known load among a backend's replicas (pricing's flagship operating point)."""
+        found = self.backends.get(backend)
+        return next((r.load for r in found.replicas if r.load is not None), None) if found else None
+
+
+async def probe_backend(backend: Backend, timeout_s: float = 1.0) -> bool:
+    """True if any replica answers its health path with 2xx within the timeout."""
+
+    async def probe(replica: Replica) -> bool:
+        try:
+            status, _ = await backend.transport.get_text(replica.url + backend.config.health_path, backend.headers, timeout_s)
+        except TransportError:
+            return False
+        return 200 <= status < 300
+
+    return any(await asyncio.gather(*(probe(r) for r in backend.replicas)))
+
+
+async def poll_engines(backends: list[Backend], interval_s: float) -> None:
+    """Refresh every replica's ``load`` forever; a failed read clears it (pricing then uses config)."""
+    while True:
+        await asyncio.gather(*(_poll_replica(b, r) for b in backends for r in b.replicas))
+        await asyncio.sleep(interval_s)
+
+
+async def _poll_replica(backend: Backend, replica: Replica) -> None:
+    path = backend.config.deployment.metrics_path if backend.config.deployment else "/metrics"
+    try:
+        status, text = await backend.transport.get_text(metrics_url(replica.url, path), {}, 1.0)
+    except TransportError:
+        replica.load = None
+        return
+    replica.load = parse_engine_metrics(text) if status == 200 else None

@@ -1,0 +1,90 @@
+"""The dashboard in a real headless Chromium: the numbers it shows are the reports API's."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import openai
+import pytest
+
+from tests.support.browser import rendered_dom, screenshot
+from tests.support.stack import new_tenant_key
+
+
+class _Values(HTMLParser):
+    """Collects data-value attributes by element id and by (table, row group, field)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[str, str] = {}
+        self.cells: dict[tuple[str, str, str], str] = {}
+        self.texts: dict[str, str] = {}
+        self._table, self._row, self._open = "", "", ""
+        self.body: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "body":
+            self.body = a
+        if tag == "table":
+            self._table = a.get("id", "")
+        if tag == "tr":
+            self._row = a.get("data-group", "")
+        if "data-value" in a and a.get("id"):
+            self.by_id[a["id"]] = a["data-value"]
+            self._open = a["id"]
+        if tag == "td" and "data-field" in a:
+            self.cells[(self._table, self._row, a["data-field"])] = a["data-value"]
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self.texts[self._open] = data
+            self._open = ""
+
+
+@pytest.fixture(scope="module")
+def dashboard_tenant(gateway: str) -> str:
+    key = new_tenant_key(gateway, "dash-tenant")
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0, timeout=30)
+    for model in ("cheap", "cheap", "flagship", "auto"):
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": f"hello {model}"}], max_tokens=8)
+    return key
+
+
+def test_the_dashboard_shows_the_reports_numbers(gateway: str, dashboard_tenant: str, tmp_path: Path) -> None:
+    url = f"{gateway}/dashboard#" + urlencode({"key": dashboard_tenant})
+    page = _Values()
+    page.feed(rendered_dom(url))
+    assert page.body.get("data-loaded") == "true"
+    headers = {"authorization": f"Bearer {dashboard_tenant}"}
+    report = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "model"}, headers=headers).json()
+    totals = report["totals"]
+    assert float(page.by_id["total-spend"]) == pytest.approx(totals["cost_usd"])
+    assert float(page.by_id["total-flagship"]) == pytest.approx(totals["flagship_only_usd"])
+    assert float(page.by_id["total-savings"]) == pytest.approx(totals["savings_usd"])
+    assert int(page.by_id["total-requests"]) == totals["requests"] == 4
+    assert page.texts["total-spend"] == f"${totals['cost_usd']:.6f}"
+    for group in report["groups"]:
+        assert float(page.cells[("table-models", group["group"], "cost_usd")]) == pytest.approx(group["cost_usd"])
+        assert int(page.cells[("table-models", group["group"], "requests")]) == group["requests"]
+    routes = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "route"}, headers=headers).json()
+    assert {g["group"]: g["requests"] for g in routes["groups"]} == {
+        row: int(page.cells[("table-routes", row, "requests")]) for row in ("direct", "router")}
+    shot = screenshot(url, tmp_path / "dashboard.png")  # docs/screenshots/dashboard.png is one of these
+    assert shot.stat().st_size > 10_000
+
+
+def test_the_dashboard_says_so_when_the_key_is_wrong(gateway: str) -> None:
+    page = _Values()
+    dom = rendered_dom(f"{gateway}/dashboard#key=sk-tg-nope.wrong")
+    page.feed(dom)
+    assert page.body.get("data-loaded") == "error" and "invalid or revoked API key" in dom
+
+
+def test_the_page_is_served_with_a_strict_content_security_policy(gateway: str) -> None:
+    response = httpx.get(gateway + "/dashboard")
+    assert response.status_code == 200 and "default-src 'self'" in response.headers["content-security-policy"]
+    assert "data-value" not in response.text  # the page holds no data: its script fetches it with the key
