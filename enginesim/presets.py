@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pricing import catalog, roofline
 from pricing.roofline import Deployment
 
+from .textgen import Sureness
+
 
 @dataclass(frozen=True)
 class RooflineTiming:
@@ -31,7 +33,7 @@ class Preset:
     gpu: str
     gpus: int
     precision: str
-    confidence: float  # how sure the simulated model sounds (logprobs)
+    sureness: Sureness  # how sure the simulated model sounds (its logprobs), easy to hard prompts
 
     def deployment(self) -> Deployment:
         kv = "bf16" if self.precision == "int4" else self.precision
@@ -43,8 +45,9 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "small": Preset("llama-3.1-8b", "l40s", 1, "fp8", confidence=0.75),
-    "large": Preset("llama-3.1-70b", "h100-sxm", 4, "bf16", confidence=0.95),
+    # A small model is sure of easy prompts and lost on hard ones; a large one stays fairly sure.
+    "small": Preset("llama-3.1-8b", "l40s", 1, "fp8", Sureness(easy=0.92, hard=0.12)),
+    "large": Preset("llama-3.1-70b", "h100-sxm", 4, "bf16", Sureness(easy=0.96, hard=0.66)),
 }
 
 

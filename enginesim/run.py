@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None, prog: str = "enginesim") -> None:
     settings = replace(
         SimSettings(), model=args.model, host=args.host, port=args.port, max_num_seqs=args.max_num_seqs,
         kv_capacity_tokens=args.kv_capacity_tokens or capacity, time_scale=args.time_scale,
-        confidence=preset.confidence, timing=timing,
+        sureness=preset.sureness, timing=timing,
     )
     faults = Faults(error_rate=args.error_rate, extra_latency_ms=args.extra_latency_ms,
                     drop_stream_after_tokens=args.drop_stream_after_tokens)

@@ -21,6 +21,7 @@ from .engine import Engine, LinearTiming, Sequence, TimingModel
 from .responses import Shaper, error, usage
 from .textgen import (
     Plan,
+    Sureness,
     TokenOut,
     flatten_chat,
     plan_answer,
@@ -57,7 +58,7 @@ class SimSettings:
     max_num_seqs: int = 64
     kv_capacity_tokens: int = 200_000
     time_scale: float = 1.0
-    confidence: float = 0.9
+    sureness: Sureness = Sureness()
     timing: TimingModel = LinearTiming()
 
 
@@ -198,7 +199,7 @@ class Simulator:
         stop = [stop] if isinstance(stop, str) else list(stop)
         seed = body.get("seed")
         varied = prompt_text if index == 0 else f"{prompt_text}\x00{index}"  # each of n completions differs
-        plan = plan_answer(varied, seed, max_tokens, stop, self.settings.confidence)
+        plan = plan_answer(varied, seed, max_tokens, stop, self.settings.sureness)
         tool = _forced_tool(body) if chat else None
         if tool is not None:
             arguments = tool_call_arguments(tool)
@@ -359,6 +360,8 @@ def _invalid(body: dict[str, Any]) -> str | None:
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or value < 1):
             return f"{name} must be at least 1, got {value}."
+        if isinstance(value, int) and value > 128:  # the simulator's own guard: each answer is held in memory
+            return f"{name} must be at most 128, got {value}."
     return None
 
 

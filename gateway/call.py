@@ -13,7 +13,7 @@ from wire import tokens
 
 from .protocol import ParsedRequest, requested_model
 from .stages.accounting.admission import Ticket
-from .stages.accounting.record import CallRecord
+from .stages.accounting.record import CallRecord, Part
 from .stages.cache import CachedAnswer, CacheRule
 from .stages.moderation import Screening
 from .stages.prefix import Preference
@@ -61,6 +61,7 @@ class Outcome:
     answered: bool = False  # an answer was (or started being) sent
     escalated: bool = False
     confidence: float | None = None  # the cascade's confidence in the cheap answer
+    escalation_reason: str | None = None  # why the cascade escalated (stages.cascade's reasons)
     cached: CachedAnswer | None = None  # answered from the exact cache
     answer_verdict: Verdict | None = None  # what the output checks found
     upstream_seconds: float | None = None
@@ -107,6 +108,8 @@ def _record(arrival: Arrival, outcome: Outcome, now: float, *, requested: str, s
         requested_model=requested[:200],
         model=(last.model if last else routing.route.model if routing else "") if outcome.answered else "",
         models=[s.model for s in served],
+        routed_model=routing.route.model if routing else "",
+        parts=_parts(served, price),
         backend=last.backend if last else "",
         replica=last.replica.shown_url if last else "",
         route=routing.kind if routing else "direct",
@@ -126,9 +129,18 @@ def _record(arrival: Arrival, outcome: Outcome, now: float, *, requested: str, s
         router_threshold=decision.threshold if decision else None,
         escalated=outcome.escalated,
         cascade_confidence=outcome.confidence,
+        escalation_reason=outcome.escalation_reason,
         moderation=verdict.action if verdict else "none",
         moderation_categories=sorted(c for c, a in verdict.categories.items() if a != "allow") if verdict else [],
         latency_ms=round((now - arrival.started) * 1000, 3),
         ttft_ms=round(outcome.ttft_s * 1000, 3) if outcome.ttft_s is not None else None,
         upstream_ms=round(outcome.upstream_seconds * 1000, 3) if outcome.upstream_seconds is not None else None,
     )
+
+
+def _parts(served: tuple[Served, ...], price: Price | None) -> list[Part]:
+    """Each upstream call's own tokens and cost, when a call made several (reports split them)."""
+    if len(served) < 2 or price is None or len(price.parts) != len(served):
+        return []
+    return [Part(s.model, tokens.usage_count(s.usage, "prompt_tokens"), tokens.cached_tokens(s.usage),
+                 tokens.usage_count(s.usage, "completion_tokens"), cost) for s, cost in zip(served, price.parts, strict=True)]

@@ -163,6 +163,9 @@ class CascadeConfig(_Strict):
     enabled: bool = False  # model="auto" cascades when the router picks the cheap model
     escalation_threshold: float = Field(0.5, ge=0, le=1)  # default; live changes go through /admin/router
     holdback_tokens: int = Field(16, ge=1, le=512)  # streams: tokens held back to decide
+    # The cheap engine must send its first token within this; otherwise the flagship answers.
+    first_byte_timeout_s: float = Field(2.0, gt=0)
+    scorer: Literal["mean_min", "mean", "min", "tail", "head"] = "mean_min"  # router.confidence.SCORERS
     keep_labels: bool = True  # keep (prompt, escalated) pairs for `tollgate router train --from-ledger`
     max_labels: int = Field(100_000, ge=100)
 

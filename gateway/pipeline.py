@@ -197,12 +197,13 @@ class Pipeline:
                 answer, verdict = await self.moderation.check_answer(answer, plan.screening, plan.arrival.tenant)
             except Blocked as err:  # the answer was made, so it is billed
                 await self._record(plan, Outcome(err.status, err.code, served, price, False, how.escalated, how.confidence,
+                                                 escalation_reason=how.reason,
                                                  answer_verdict=err.verdict, upstream_seconds=reply.upstream_seconds))
                 raise
         if self.cache is not None and plan.cache is not None:
             self.cache.store_soon(plan.cache, answer, price.cost_usd, price.flagship_cost_usd)
-        outcome = Outcome(200, None, served, price, True, how.escalated, how.confidence, answer_verdict=verdict,
-                          upstream_seconds=reply.upstream_seconds)
+        outcome = Outcome(200, None, served, price, True, how.escalated, how.confidence, how.reason,
+                          answer_verdict=verdict, upstream_seconds=reply.upstream_seconds)
         await self._record(plan, outcome)
         return Answer(plan, outcome, answer)
 
@@ -222,7 +223,7 @@ class Pipeline:
         relay = Relay(stream, rules, plan.body, window, assembler)
         prior = (how.prior,) if how.prior else ()
         head = Outcome(served=(*prior, stream.served({})), answered=True, escalated=how.escalated,
-                       confidence=how.confidence, upstream_seconds=stream.upstream_seconds)
+                       confidence=how.confidence, escalation_reason=how.reason, upstream_seconds=stream.upstream_seconds)
         return StreamedAnswer(self, plan, head, relay)
 
     def end_stream(self, plan: Plan, head: Outcome, relay: Relay) -> None:
@@ -235,7 +236,7 @@ class Pipeline:
             self.cache.store_soon(plan.cache, end.answer, price.cost_usd, price.flagship_cost_usd)
         verdict: Verdict | None = relay.window.verdict if relay.window is not None else None
         self._record_soon(plan, Outcome(200, end.error_code, served, price, True, head.escalated, head.confidence,
-                                        answer_verdict=verdict, upstream_seconds=head.upstream_seconds,
+                                        head.escalation_reason, answer_verdict=verdict, upstream_seconds=head.upstream_seconds,
                                         ttft_s=end.ttft_s))
 
     def _remember_replica(self, plan: Plan, served: Served) -> None:
@@ -252,6 +253,8 @@ class Pipeline:
         self._keep_label(plan, outcome)
 
     def _keep_label(self, plan: Plan, outcome: Outcome) -> None:
-        """Cascade outcomes become router training labels."""
-        if self.labels is not None and plan.routing.kind == "cascade" and outcome.answered:
-            self.labels.keep(plan.body, plan.arrival.tenant, outcome.escalated, outcome.confidence)
+        """Cascade outcomes that judged the cheap model become router training labels; calls that
+        failed or were cut, and escalations the infrastructure caused, say nothing about it."""
+        if (self.labels is not None and plan.routing.kind == "cascade" and outcome.answered
+                and outcome.error_code is None and outcome.escalation_reason not in cascade.INFRASTRUCTURE):
+            self.labels.keep(plan.body, plan.arrival.tenant, outcome.confidence, outcome.escalation_reason)

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from wire.tokens import completions_requested
+
 from .errors import APIError, from_validation_error
 
 CHAT = "/chat/completions"
@@ -85,7 +87,7 @@ class CompletionRequest(_SamplingParams):
     logprobs: int | None = Field(None, ge=0, le=5)
     echo: bool | None = None
     suffix: str | None = None
-    best_of: int | None = Field(None, ge=1)
+    best_of: int | None = Field(None, ge=1, le=20)  # OpenAI's limit
 
     def output_budget(self) -> int | None:
         return self.max_tokens
@@ -131,6 +133,7 @@ def requested_model(body: dict[str, Any] | None) -> str:
 
 
 MAX_NESTING = 64  # deeper JSON is refused: nothing in the API nests a tenth as deep
+MAX_COMPLETIONS = 256  # completions one request may make engines generate (prompts x n or best_of)
 
 
 def nests_deeper_than(value: Any, limit: int) -> bool:
@@ -157,6 +160,11 @@ def parse_request(body: dict[str, Any], endpoint: str) -> ParsedRequest:
         raise from_validation_error(err) from None
     outputs = parsed.n or 1
     if isinstance(parsed, CompletionRequest) and parsed.best_of:
-        outputs = max(outputs, parsed.best_of)
+        if parsed.best_of < outputs:
+            raise APIError(400, "best_of must be at least n", code="invalid_value", param="best_of")
+        outputs = parsed.best_of
+    if completions_requested(body) > MAX_COMPLETIONS:
+        raise APIError(400, f"one request may ask for at most {MAX_COMPLETIONS} completions (prompts x n or best_of); "
+                       "split the batch", code="invalid_value", param="n")
     include_usage = bool(parsed.stream and parsed.stream_options and parsed.stream_options.include_usage)
     return ParsedRequest(parsed.model, bool(parsed.stream), include_usage, outputs)

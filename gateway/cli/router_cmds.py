@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -55,16 +56,30 @@ def _costs(cheap: float | None, strong: float | None) -> tuple[float, float] | N
     return cheap, strong
 
 
-def _ledger_examples(url: str, admin_key: str) -> list[Example]:
-    """Cascade outcomes the gateway kept: escalated prompts count as strong wins."""
+MIN_APGR = 0.55  # a router below this routes little better than chance (0.5)
+
+
+def _ledger_examples(url: str, admin_key: str, tenants: list[str]) -> tuple[list[Example], int]:
+    """Cascade outcomes the gateway kept (escalated prompts count as strong wins), and how many
+    labels were skipped: escalations the infrastructure caused, and labels an older gateway kept
+    without saying why it escalated (those may be infrastructure failures too)."""
     from router.data import parse_record
 
-    examples, params = [], {"limit": 10_000}
+    from ..stages.cascade import INFRASTRUCTURE
+
+    examples, skipped, params = [], 0, {"limit": 10_000}
     while True:
         page = call("GET", url, admin_key, "/admin/router/labels", params=params)
-        examples += [parse_record(label) for label in page["data"]]
+        for label in page["data"]:
+            if tenants and label.get("tenant") not in tenants:
+                continue
+            unexplained = label.get("escalated") and "reason" not in label
+            if unexplained or label.get("reason") in INFRASTRUCTURE:
+                skipped += 1
+            else:
+                examples.append(parse_record(label))
         if not page["next"]:
-            return examples
+            return examples, skipped
         params["after"] = page["next"]
 
 
@@ -107,9 +122,12 @@ def build_dataset_cmd(
 def train_cmd(
     out: Path = typer.Option(..., help="Where to write the router (JSON)."),
     data: Path | None = typer.Option(None, help="JSON Lines: per-prompt weak/strong scores or pairwise winners (docs/router.md)."),
-    from_ledger: bool = typer.Option(False, "--from-ledger", help="Also train on the cascade's escalation outcomes kept by a running gateway."),
+    from_ledger: bool = typer.Option(False, "--from-ledger", help="Also train on the cascade's escalation outcomes kept by a running gateway (implies --cv 5)."),
     regularization: float | None = typer.Option(None, min=1e-6, help="Inverse regularization strength (C); by default chosen by 3-fold cross-validation on the data (0.1 to 10)."),
     cv: int | None = typer.Option(None, min=2, help="Also measure K-fold cross-validated APGR and CPT and keep them in the artifact."),
+    tenant: list[str] = typer.Option([], help="With --from-ledger: only this tenant's labels (repeatable)."),
+    min_apgr: float = typer.Option(MIN_APGR, help="With --cv or --from-ledger: refuse to write a router whose cross-validated APGR is below this."),
+    force: bool = typer.Option(False, "--force", help="Write the router even below --min-apgr."),
     url: str = URL,
     admin_key: str | None = typer.Option(None, "--admin-key", envvar="TOLLGATE_ADMIN_KEY", help="With --from-ledger."),
 ) -> None:
@@ -123,9 +141,13 @@ def train_cmd(
     if from_ledger:
         if not admin_key:
             raise _fail("--from-ledger needs an admin key (--admin-key or TOLLGATE_ADMIN_KEY)")
-        learned = _ledger_examples(url, admin_key)
-        typer.echo(f"{len(learned)} cascade outcomes from {url} ({sum(e.strong_wins for e in learned)} escalated)")
+        learned, skipped = _ledger_examples(url, admin_key, tenant)
+        typer.echo(f"{len(learned)} cascade outcomes from {url} ({sum(e.strong_wins for e in learned)} escalated); "
+                   f"{skipped} skipped (the cheap engine failed, hung or was down, or no reason was kept)")
         examples += learned
+        cv = cv or 5
+    if cv is not None and len(examples) < 2 * cv:
+        raise _fail(f"{len(examples)} examples are too few for {cv}-fold cross-validation: collect more labels")
     try:
         model = fit(examples, regularization=regularization)
         if cv is not None:
@@ -134,11 +156,16 @@ def train_cmd(
                                                  "cpt80": held_out.cpt80}
     except ValueError as err:
         raise _fail(str(err)) from None
-    model.save(out)
     metrics = model.metadata.get("cross_validated") or model.metadata["in_sample"]
     kind = f"{cv}-fold cross-validated" if cv is not None else "in-sample (use --cv 5 for an honest estimate)"
-    typer.echo(f"wrote {out}: {len(examples)} examples, C={model.metadata['regularization']}, "
+    summary = (f"{len(examples)} examples, C={model.metadata['regularization']}, "
                f"APGR {metrics['apgr']:.3f}, CPT(50%) {metrics['cpt50']:.1f}% {kind}")
+    if cv is not None and metrics["apgr"] < min_apgr and not force:
+        typer.echo(f"error: not written: {summary}; below --min-apgr {min_apgr:g} (0.5 is random routing). "
+                   "Collect more or cleaner labels, or pass --force.", err=True)
+        raise typer.Exit(1)
+    model.save(out)
+    typer.echo(f"wrote {out}: {summary}")
 
 
 @router_app.command("eval")
@@ -216,6 +243,134 @@ def calibrate_cmd(
     cost = f", {result.cost_per_call_usd:.6f} USD per call" if result.cost_per_call_usd is not None else ""
     typer.echo(f"threshold {result.threshold:.6f}: {100 * result.strong_share:.1f}% strong calls, "
                f"quality {result.quality:.3f}{cost}")
+
+
+@router_app.command("collect")
+def collect_cmd(
+    model: str = typer.Option(..., help="The model to label, by its public name (the cheap model: nothing escalates)."),
+    data: Path = typer.Option(..., help="JSON Lines: \"prompt\" or \"messages\", and \"answer\" or \"answers\" (references)."),
+    out: Path = typer.Option(..., help="Where to write one record per prompt (JSON Lines), for calibrate-cascade."),
+    checker: str = typer.Option("exact", help="exact, prefix, contains, number (the last number in the answer), or module:function."),
+    flagship: str | None = typer.Option(None, help="Also ask this model, to measure the flagship's correctness too."),
+    max_tokens: int | None = typer.Option(None, min=1, help="Cap each answer (the cascade then judges a capped answer as the client's)."),
+    temperature: float | None = typer.Option(None, min=0, help="Sampling temperature (default: the engine's)."),
+    stop: list[str] = typer.Option([], help="A stop sequence (repeatable)."),
+    completions: bool = typer.Option(False, "--completions", help="Use /v1/completions with the prompt as plain text (base models)."),
+    scorer: str = typer.Option("mean_min", help="How logprobs become a confidence: mean_min, mean, min, tail or head (router.cascade.scorer)."),
+    concurrency: int = typer.Option(4, min=1, max=64, help="Prompts in flight at once."),
+    url: str = URL,
+    api_key: str = typer.Option(..., "--api-key", envvar="TOLLGATE_API_KEY", help="A tenant's API key (env TOLLGATE_API_KEY); calls are billed to it."),
+) -> None:
+    """Send labelled prompts through the gateway and record each answer's confidence and correctness."""
+    from router import checkers
+    from router.confidence import SCORERS
+
+    from .collect import Asking, CollectError, collect, read_prompts
+
+    if scorer not in SCORERS:
+        raise _fail(f"--scorer must be one of {', '.join(SCORERS)}")
+    try:
+        check = checkers.load(checker)
+        prompts = read_prompts(data)
+    except (ValueError, CollectError) as err:
+        raise _fail(str(err)) from None
+    asking = Asking(url, api_key, max_tokens, temperature, scorer, completions, tuple(stop))
+    step = max(len(prompts) // 10, 1)
+
+    def progress(done: int) -> None:
+        if done % step == 0 or done == len(prompts):
+            typer.echo(f"  {done}/{len(prompts)} prompts", err=True)
+
+    right = 0
+    try:
+        with out.open("w", encoding="utf-8") as handle:
+            for record in collect(prompts, asking, check, model, flagship, concurrency, progress):
+                right += record["correct"]
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except CollectError as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"wrote {out}: {len(prompts)} answers of {model}, {right} right ({100 * right / len(prompts):.1f}%)")
+
+
+def _cheap_answers(data: Path, flagship_accuracy: float, cheap_cost: float | None, flagship_cost: float | None) -> list:
+    from router.escalation import CheapAnswer
+
+    answers = []
+    try:
+        lines = data.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise _fail(f"cannot read {data}: {err}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            confidence, correct = record["confidence"], record["correct"]
+            if not isinstance(confidence, int | float) or not isinstance(correct, bool | int):
+                raise ValueError
+            strong = record.get("flagship_correct")
+            answers.append(CheapAnswer(
+                float(confidence), bool(correct), float(flagship_accuracy if strong is None else strong),
+                float(record.get("cheap_cost_usd") or cheap_cost or 0.0),
+                float(record.get("flagship_cost_usd") or flagship_cost or 0.0)))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise _fail(f"{data}:{number}: needs \"confidence\" (a number) and \"correct\" (true/false)") from None
+    if not answers:
+        raise _fail(f"{data}: no answers")
+    return answers
+
+
+@router_app.command("calibrate-cascade")
+def calibrate_cascade_cmd(
+    data: Path = typer.Option(..., help="Labelled cheap answers (JSON Lines with confidence and correct), e.g. from `router collect`."),
+    escalation_rate: float | None = typer.Option(None, min=0, max=1, help="Escalate at most this share of calls."),
+    min_quality: float | None = typer.Option(None, min=0, max=1, help="The fewest escalations reaching this mean quality."),
+    max_cost_usd: float | None = typer.Option(None, min=0, help="The most escalations within this mean cost per call."),
+    flagship_accuracy: float = typer.Option(1.0, min=0, max=1, help="The flagship's quality where the data did not measure it."),
+    cheap_cost: float | None = typer.Option(None, "--cheap-cost-usd", help="Cost of a cheap call where the data has none."),
+    flagship_cost: float | None = typer.Option(None, "--flagship-cost-usd", help="Cost of a flagship call where the data has none."),
+    holdout: float | None = typer.Option(None, help="Calibrate on the rest, and report what the threshold does on this share held out."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The cascade's escalation threshold for one target; apply it with `tollgate router set --escalation`."""
+    from router import escalation
+
+    targets = [t for t in (escalation_rate, min_quality, max_cost_usd) if t is not None]
+    if len(targets) != 1:
+        raise _fail("give exactly one of --escalation-rate, --min-quality or --max-cost-usd")
+    answers = _cheap_answers(data, flagship_accuracy, cheap_cost, flagship_cost)
+    try:
+        fitted, held_out = escalation.split(answers, holdout) if holdout is not None else (answers, [])
+        if escalation_rate is not None:
+            point = escalation.for_escalation_rate(escalation_rate, fitted)
+        elif min_quality is not None:
+            point = escalation.for_min_quality(min_quality, fitted)
+        else:
+            assert max_cost_usd is not None
+            point = escalation.for_max_cost(max_cost_usd, fitted)
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    check = escalation.outcome(point.threshold, held_out) if held_out else None
+    separation = escalation.separation(fitted)
+    result = {"threshold": point.threshold, "escalation_rate": point.escalation_rate, "quality": point.quality,
+              "cost_per_call_usd": point.cost_per_call_usd, "answers": len(fitted),
+              "auroc": None if math.isnan(separation) else separation, "cheap_accuracy": sum(a.correct for a in fitted) / len(fitted),
+              "held_out": None if check is None else {"answers": len(held_out), "escalation_rate": check.escalation_rate,
+                                                      "quality": check.quality, "cost_per_call_usd": check.cost_per_call_usd}}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"threshold {point.threshold:.6f}: escalates {100 * point.escalation_rate:.1f}% of {len(fitted)} calls, "
+               f"quality {point.quality:.3f}, {point.cost_per_call_usd:.6f} USD per call")
+    if result["auroc"] is None:
+        typer.echo(f"the cheap model is right on {100 * result['cheap_accuracy']:.1f}% (AUROC needs right and wrong answers)")
+    else:
+        typer.echo(f"the cheap model is right on {100 * result['cheap_accuracy']:.1f}%; its confidence separates right from "
+                   f"wrong with AUROC {result['auroc']:.3f} (0.5 = chance)")
+    if check is not None:
+        typer.echo(f"held out ({len(held_out)} calls): escalates {100 * check.escalation_rate:.1f}%, quality {check.quality:.3f}, "
+                   f"{check.cost_per_call_usd:.6f} USD per call")
+    typer.echo(f"apply it: tollgate router set --escalation {point.threshold:.6f}")
 
 
 @router_app.command("set")

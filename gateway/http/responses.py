@@ -43,6 +43,8 @@ def answer_headers(plan: Plan, outcome: Outcome) -> dict[str, str]:
         headers["x-tollgate-escalated"] = "true" if outcome.escalated else "false"
         if outcome.confidence is not None:
             headers["x-tollgate-cascade-confidence"] = f"{outcome.confidence:.4f}"
+        if outcome.escalation_reason is not None:
+            headers["x-tollgate-escalation-reason"] = outcome.escalation_reason
     verdict = verdict_of(plan, outcome)
     if verdict is not None and verdict.categories:
         headers["x-tollgate-moderation"] = verdict.summary()

@@ -1,7 +1,10 @@
-"""Labels: cascade outcomes kept as router training labels: the prompt, and whether it was escalated.
+"""Labels: cascade outcomes kept as router training labels: the prompt, whether it was escalated,
+why, and the cheap answer's confidence.
 
 An escalation means the cheap answer looked unsure, so the flagship was needed ("strong wins");
-an answer that was kept means the cheap model did (a tie). ``tollgate router train --from-ledger``
+an answer that was kept means the cheap model did (a tie). Only outcomes that judged the cheap
+model are kept (the pipeline decides): not failed or cut calls, nor escalations because the cheap
+engine was down, failing or hung. ``tollgate router train --from-ledger``
 reads them back through ``/admin/router/labels``. They hold prompt text, so only admin keys can
 read them, they are capped (``router.cascade.max_labels``) and can be turned off (``keep_labels``).
 Writing one is fire-and-forget: a label is not worth delaying or failing a request for.
@@ -28,13 +31,16 @@ log = logging.getLogger("tollgate.labels")
 throttled = Warnings(log)
 
 
-def label_of(body: dict, tenant: str, escalated: bool, confidence: float | None) -> dict | None:
+def label_of(body: dict, tenant: str, confidence: float | None, reason: str | None) -> dict | None:
+    """``reason``: why the cascade escalated; None if it kept the cheap answer."""
     try:
         text = prompt_text(body)
     except ValueError:
         return None
+    escalated = reason is not None
     return {"prompt": text[:MAX_PROMPT_CHARS], "weak": 0.0 if escalated else 1.0, "strong": 1.0,
-            "escalated": escalated, "confidence": confidence, "tenant": tenant, "ts": round(time.time(), 3)}
+            "escalated": escalated, "reason": reason, "confidence": confidence, "tenant": tenant,
+            "ts": round(time.time(), 3)}
 
 
 class LabelKeeper:
@@ -43,8 +49,8 @@ class LabelKeeper:
         self.max_labels = max_labels
         self._pending: set[asyncio.Task] = set()
 
-    def keep(self, body: dict, tenant: str, escalated: bool, confidence: float | None) -> None:
-        label = label_of(body, tenant, escalated, confidence)
+    def keep(self, body: dict, tenant: str, confidence: float | None, reason: str | None) -> None:
+        label = label_of(body, tenant, confidence, reason)
         if label is None:
             return
         task = asyncio.get_running_loop().create_task(self._write(label))

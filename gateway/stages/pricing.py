@@ -31,6 +31,7 @@ class Price:
     cost_usd: float
     flagship_cost_usd: float | None
     source: str  # roofline, api or unpriced
+    parts: tuple[float, ...] = ()  # each upstream call's own cost, when there were several
 
 
 def _token_prices(config: PriceConfig, source: str) -> TokenPrices:
@@ -149,5 +150,7 @@ class Pricing:
         flagship_load = self._load_of(self.flagship_backend) if self.flagship_backend else None
         last = calls[-1]
         price = self.price(last.backend, last.upstream_model, last.usage, last.load, flagship_load)
-        earlier = sum(self.price(c.backend, c.upstream_model, c.usage, c.load).cost_usd for c in calls[:-1])
-        return Price(earlier + price.cost_usd, price.flagship_cost_usd, price.source) if earlier else price
+        if len(calls) == 1:
+            return price
+        earlier = [self.price(c.backend, c.upstream_model, c.usage, c.load).cost_usd for c in calls[:-1]]
+        return Price(sum(earlier) + price.cost_usd, price.flagship_cost_usd, price.source, (*earlier, price.cost_usd))

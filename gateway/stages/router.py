@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from router.confidence import DEFAULT_SCORER
 from router.model import RouterModel
 from router.model import load as load_router
 from wire.texts import prompt_text
@@ -52,6 +53,8 @@ class Escalation:
     route: Route
     threshold: float
     holdback_tokens: int  # streams: tokens held back to judge before anything is sent
+    first_byte_timeout_s: float = 2.0  # a cheap engine silent this long is skipped for the flagship
+    scorer: str = DEFAULT_SCORER  # how logprobs become a confidence (router.confidence.SCORERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +114,9 @@ class Router:
         cascades = decision.model == self.config.cheap and (model == "cascade" or self.config.cascade.enabled)
         if not cascades or not single_answer:  # the cascade judges one answer: n > 1 is routed, not cascaded
             return Routing("router", self.pool.resolve(decision.model), decision)
+        cascade = self.config.cascade
         escalation = Escalation(self.pool.resolve(self.config.flagship), self.escalation_threshold,
-                                self.config.cascade.holdback_tokens)
+                                cascade.holdback_tokens, cascade.first_byte_timeout_s, cascade.scorer)
         return Routing("cascade", self.pool.resolve(decision.model), decision, escalation)
 
     @property

@@ -45,9 +45,26 @@ class Additions:
 
     output_cap: int | None = None  # max tokens per completion, for a body that set none
     cache_salt: str | None = None  # the caller's prefix-cache namespace, for engines that take one
+    logprobs: bool = False  # token logprobs of the answer (the cascade judges the cheap answer by them)
 
 
 NOTHING_ADDED = Additions()
+
+
+def logprob_fields(kind: str, chat: bool, body: dict[str, Any]) -> dict[str, Any]:
+    """What one engine kind needs to return token logprobs, beyond what the body already asks.
+
+    OpenAI's API, vLLM, SGLang and TGI return chat logprobs for ``logprobs: true`` and legacy
+    completion logprobs for ``logprobs: <n>``; llama-cpp-python's server returns none for chat unless
+    ``top_logprobs`` is set too (0 is enough). TGI's legacy completions return none at all."""
+    if chat:
+        fields: dict[str, Any] = {} if body.get("logprobs") is True else {"logprobs": True}
+        if kind == "llamacpp" and body.get("top_logprobs") is None:
+            fields["top_logprobs"] = 0
+        return fields
+    if kind == "tgi" or (isinstance(body.get("logprobs"), int) and body["logprobs"] > 0):
+        return {}
+    return {"logprobs": 1}
 
 
 def upstream_body(body: dict[str, Any], target: Target, endpoint: str, additions: Additions) -> bytes:
@@ -55,13 +72,15 @@ def upstream_body(body: dict[str, Any], target: Target, endpoint: str, additions
     ``cache_salt`` the client chose (with it, a tenant could name another's cache namespace)."""
     payload = {**body, "model": target.upstream_model}
     kind = target.backend.config.kind
+    chat = endpoint.endswith("chat/completions")
     payload.pop("cache_salt", None)
     if additions.cache_salt is not None and kind in SALTED_KINDS:
         payload["cache_salt"] = additions.cache_salt
     if additions.output_cap is not None:
         # OpenAI's own API takes only max_completion_tokens for some chat models; engines take max_tokens.
-        payload["max_completion_tokens" if kind == "openai" and endpoint.endswith("chat/completions") else "max_tokens"] = (
-            additions.output_cap)
+        payload["max_completion_tokens" if kind == "openai" and chat else "max_tokens"] = additions.output_cap
+    if additions.logprobs or (chat and body.get("logprobs") is True):
+        payload.update(logprob_fields(kind, chat, body))
     return orjson.dumps(payload)
 
 
@@ -215,6 +234,12 @@ class Forwarder:
         metrics.UPSTREAM_TTFB_SECONDS.labels(target.backend.name).observe(opened.upstream_seconds)
         return opened
 
+    def stalled(self, stream: UpstreamStream) -> None:
+        """A stream that stopped sending mid-answer (the cascade gave up on it): its replica is marked
+        down like one that timed out, and the failure is counted and logged."""
+        stream.target.backend.mark_down(stream.replica)
+        self._failure_log.failed(stream.target.backend.name, stream.replica.shown_url, ReadTimedOut("stalled mid-answer"))
+
     async def _post(self, target: Target, replica: Replica, endpoint: str, payload: bytes,
                     request_id: str) -> UpstreamResponse:
         """Send one attempt; a retryable status is a TransportError. The replica counts the request
@@ -238,20 +263,28 @@ class Forwarder:
         """Try the route's (target, replica) pairs in turn until one attempt does not fail."""
         failures: list[str] = []
         payloads: dict[Target, bytes] = {}
+        current: tuple[Target, Replica] | None = None
         try:
             async with asyncio.timeout(deadline_s):
                 for target, replica in self.pool.attempt_plan(route, prefer):
+                    current = target, replica
                     payload = payloads.get(target)
                     if payload is None:
                         payload = payloads[target] = upstream_body(body, target, endpoint, additions)
                     try:
                         return await attempt(target, replica, payload), target, replica
                     except TransportError as failure:
-                        if isinstance(failure, ConnectFailed):
+                        if isinstance(failure, ConnectFailed | ReadTimedOut):
                             target.backend.mark_down(replica)
                         self._failure_log.failed(target.backend.name, replica.shown_url, failure)
                         failures.append(f"{target.backend.name}: {failure}")
+                    current = None
         except TimeoutError:
+            if current is not None:  # the attempt under way when the deadline struck: that replica is stuck
+                target, replica = current
+                target.backend.mark_down(replica)
+                self._failure_log.failed(target.backend.name, replica.shown_url,
+                                         ReadTimedOut(f"no answer within the {deadline_s:g}s deadline"))
             raise UpstreamError(504, f"no answer within {deadline_s:g}s", code="upstream_timeout") from None
         timed_out = bool(failures) and all("timed out" in f for f in failures)
         raise UpstreamError(504 if timed_out else 502, "no upstream could answer: " + "; ".join(failures),

@@ -3,7 +3,7 @@
 A public model's ``Route`` lists its targets in fallback order; a target is a backend and the name
 the backend knows the model by. Within a target, replicas are tried from a round-robin position
 (or the least busy first, or the one holding the prompt's prefix); replicas that refused
-connections are skipped for ``down_cooldown_s``. ``attempt_plan`` turns that into the list of
+connections, timed out or missed a deadline go to the back of the order for ``down_cooldown_s``. ``attempt_plan`` turns that into the list of
 (target, replica) pairs a request may try; the forwarder walks it.
 """
 
@@ -129,6 +129,12 @@ class UpstreamPool:
             preferred = prefer if index == 0 else None
             plan += [(target, r) for r in target.backend.replica_order(preferred)[:budget]]
         return plan
+
+    def has_up_replica(self, route: Route) -> bool:
+        """Whether any replica of the route is outside its down cooldown (a cascade skips a cheap
+        model known to be down instead of waiting on it)."""
+        now = time.monotonic()
+        return any(r.is_up(now) for target in route.targets for r in target.backend.replicas)
 
     def load_of(self, backend: str) -> EngineLoad | None:
         """The first known load among a backend's replicas (pricing's flagship operating point)."""

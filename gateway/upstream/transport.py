@@ -134,11 +134,13 @@ class AiohttpTransport:
 class MockResponse:
     """A canned answer: a status and the body's pieces (several pieces make a stream).
 
-    ``fail_after`` pieces, the body breaks (``StreamBroken``), as a dropped connection would."""
+    ``fail_after`` pieces, the body breaks (``StreamBroken``), as a dropped connection would; after
+    ``stall_after`` pieces, it stops sending (an engine stuck mid-answer)."""
 
     status: int = 200
     pieces: list[bytes] = field(default_factory=list)
     fail_after: int | None = None
+    stall_after: int | None = None
     closed: bool = False
 
     async def read(self) -> bytes:
@@ -148,6 +150,8 @@ class MockResponse:
         for index, piece in enumerate(self.pieces):
             if self.fail_after is not None and index >= self.fail_after:
                 raise StreamBroken("mock: cut")
+            if self.stall_after is not None and index >= self.stall_after:
+                await asyncio.sleep(3600)
             await asyncio.sleep(0)
             yield piece
 

@@ -144,3 +144,61 @@ def test_escalation_outcomes_train_a_router_from_the_ledger(gateway: str, cascad
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "cascade outcomes" in result.stdout and json.loads(out.read_text())["format"] == "tollgate-router/3"
+
+
+def test_collect_then_calibrate_cascade_hits_an_escalation_rate_on_held_out_prompts(gateway: str, tmp_path) -> None:
+    """`router collect` through the gateway (the simulated cheap model), then `calibrate-cascade`
+    on half of the answers: the other half escalates at the requested rate, within 5 points."""
+    from router.dataset import build
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": r["id"], "prompt": r["prompt"], "answer": "-"}) + "\n"
+                               for r in build(1200, seed=3)))
+    answers = tmp_path / "answers.jsonl"
+    env = {**os.environ, "TOLLGATE_URL": gateway, "TOLLGATE_API_KEY": new_tenant_key(gateway, "collector")}
+    collected = subprocess.run([sys.executable, "-m", "gateway", "router", "collect", "--model", "cheap", "--data", str(prompts),
+                                "--out", str(answers), "--max-tokens", "32", "--concurrency", "8"],
+                               env=env, capture_output=True, text=True, timeout=300)
+    assert collected.returncode == 0, collected.stderr
+    records = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert len(records) >= 1200 and all(0 < r["confidence"] < 1 and r["logprobs"] for r in records)
+    for rate in ("0.1", "0.3"):
+        calibrated = subprocess.run([sys.executable, "-m", "gateway", "router", "calibrate-cascade", "--data", str(answers),
+                                     "--escalation-rate", rate, "--holdout", "0.5", "--json"],
+                                    capture_output=True, text=True, timeout=60)
+        assert calibrated.returncode == 0, calibrated.stderr
+        found = json.loads(calibrated.stdout)
+        assert abs(found["held_out"]["escalation_rate"] - float(rate)) <= 0.05, found
+
+
+def test_a_retrain_on_labels_no_better_than_chance_is_refused(gateway: str, tmp_path) -> None:
+    """Escalations that have nothing to do with the prompt's words (a threshold at the median of
+    near-equal confidences) make labels a router cannot learn from: the retrain is refused."""
+    probe = _client(gateway, new_tenant_key(gateway, "noise-probe"))
+    words = ["river", "lamp", "cloud", "pencil", "garden", "window", "orange", "stone", "music", "bridge"]
+    prompts = [f"write one line about the {a} and the {b}" for a in words for b in words]
+    with admin(gateway) as api:
+        api.put("/admin/router/thresholds", json={"escalation": 0.0})
+    time.sleep(0.7)
+    try:
+        seen = sorted(float(probe.chat.completions.with_raw_response.create(
+            model="cascade", messages=[{"role": "user", "content": p}], max_tokens=16).headers["x-tollgate-cascade-confidence"])
+            for p in prompts[:20])
+        with admin(gateway) as api:
+            api.put("/admin/router/thresholds", json={"escalation": seen[10]})
+        time.sleep(0.7)
+        noisy = _client(gateway, new_tenant_key(gateway, "noise"))
+        escalated = sum(noisy.chat.completions.with_raw_response.create(
+            model="cascade", messages=[{"role": "user", "content": p}], max_tokens=16).headers["x-tollgate-escalated"] == "true"
+            for p in prompts[20:])
+        assert 20 <= escalated <= 60
+    finally:
+        with admin(gateway) as api:
+            api.put("/admin/router/thresholds", json={"escalation": 0.5})
+        time.sleep(0.7)
+    out = tmp_path / "router.json"
+    env = {**os.environ, "TOLLGATE_URL": gateway, "TOLLGATE_ADMIN_KEY": ADMIN_KEY}
+    refused = subprocess.run([sys.executable, "-m", "gateway", "router", "train", "--from-ledger", "--tenant", "noise",
+                              "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "below --min-apgr" in refused.stderr and not out.exists(), refused.stdout + refused.stderr
+    assert "80 cascade outcomes" in refused.stdout

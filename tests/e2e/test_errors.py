@@ -58,6 +58,16 @@ def test_completions_needs_a_prompt(gateway: str, tenant_key: str) -> None:
     assert error["param"] == "prompt"
 
 
+@pytest.mark.parametrize("body, param", [
+    ({"model": "cheap", "prompt": "x", "best_of": 72793}, "best_of"),  # the engine would hold 72,793 answers
+    ({"model": "cheap", "prompt": "x", "n": 3, "best_of": 2}, "best_of"),
+    ({"model": "cheap", "prompt": ["x"] * 100, "n": 3}, "n"),  # 300 completions in one request
+])
+def test_requests_for_too_many_completions_are_400(gateway: str, tenant_key: str, body: dict, param: str) -> None:
+    error = _assert_openai_error(_post(gateway, tenant_key, body, "/v1/completions"), 400, "invalid_value")
+    assert error["param"] == param
+
+
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "hi"}])

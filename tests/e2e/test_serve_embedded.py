@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from tests.support.processes import free_port, stop, wait_http
+from tests.support.prompts import EASY, HARD
 
 
 def _serve(workdir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
@@ -64,6 +65,14 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
             "In a spin-1/2 system with Hamiltonian H = 3 sigma_z, what is the expectation of sigma_x after time t? Choose A-D."}])
         assert float(easy.headers["x-tollgate-router-score"]) < 0.5 < float(hard.headers["x-tollgate-router-score"])
         assert easy.headers["x-tollgate-escalated"] in ("true", "false") and hard.headers["x-tollgate-model"] == "llama-3.1-70b"
+        # The simulated 8B model is unsure of hard prompts: the demo's cascade escalates them, not easy ones.
+        escalated = {}
+        for name, prompts in (("easy", EASY), ("hard", HARD)):
+            heads = [client.chat.completions.with_raw_response.create(
+                model="cascade", messages=[{"role": "user", "content": p}], max_tokens=24).headers for p in prompts]
+            escalated[name] = sum(h["x-tollgate-escalated"] == "true" for h in heads) / len(prompts)
+            assert {h.get("x-tollgate-escalation-reason") for h in heads} <= {None, "low_confidence"}
+        assert escalated["hard"] - escalated["easy"] >= 0.4, escalated
     finally:
         stop(process)
     assert (tmp_path / ".tollgate" / "valkey" / "appendonlydir").is_dir()

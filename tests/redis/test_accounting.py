@@ -142,17 +142,29 @@ def test_records_spool_while_redis_is_unreachable_and_replay_once(valkey: str, t
 
 def test_the_record_script_adds_exactly_the_reference_aggregates(valkey: str, tmp_path: Path) -> None:
     from gateway.stages.accounting.ledger import aggregate_key
-    from gateway.stages.accounting.record import aggregate_increments
+    from gateway.stages.accounting.record import Part, aggregate_increments
 
     async def run() -> None:
         redis = redis_client(valkey)
         tenant = f"agg-{time.time_ns()}"
-        record = CallRecord(f"{tenant}-1", time.time(), tenant, "k9", "/chat/completions", "auto", model="cheap",
-                            route="router", prompt_tokens=12, cached_tokens=4, completion_tokens=7, cost_usd=0.0125,
-                            flagship_cost_usd=0.05, escalated=True)
-        await _ledger(redis, tmp_path, valkey).write(record, [])
-        stored = await redis.hgetall(aggregate_key(tenant, periods.day_label(record.ts)))
-        assert {k.decode(): int(v) for k, v in stored.items()} == dict(aggregate_increments(record))
+        ledger = _ledger(redis, tmp_path, valkey)
+        plain = CallRecord(f"{tenant}-1", time.time(), tenant, "k9", "/chat/completions", "auto", model="cheap",
+                           route="router", prompt_tokens=12, cached_tokens=4, completion_tokens=7, cost_usd=0.0125,
+                           flagship_cost_usd=0.05)
+        escalated = CallRecord(f"{tenant}-2", time.time(), tenant, "k9", "/chat/completions", "cascade", model="flagship",
+                               route="cascade", prompt_tokens=24, completion_tokens=19, cost_usd=0.03,
+                               flagship_cost_usd=0.02, escalated=True,
+                               parts=[Part("cheap", 12, 0, 7, 0.01), Part("flagship", 12, 0, 12, 0.02)])
+        failed = CallRecord(f"{tenant}-3", time.time(), tenant, "k8", "/chat/completions", "cheap", routed_model="cheap",
+                            status=502, error_code="upstream_unavailable")
+        expected: dict[str, int] = {}
+        for record in (plain, escalated, failed):
+            await ledger.write(record, [])
+            for field, amount in aggregate_increments(record):
+                expected[field] = expected.get(field, 0) + amount
+        stored = await redis.hgetall(aggregate_key(tenant, periods.day_label(plain.ts)))
+        assert {k.decode(): int(v) for k, v in stored.items()} == expected
+        assert expected["model|cheap|req"] == 3 and expected["model|cheap|esc"] == 1 and expected["model|cheap|err"] == 1
         await redis.aclose()
 
     asyncio.run(run())

@@ -3,6 +3,7 @@ answers through ``MockTransport``, an authenticator, and an accounting that keep
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ class EngineReply:
     cut_after: int | None = None  # pieces of the body before the connection drops
     transport_error: TransportError | None = None
     finish_reason: str = "stop"
+    delay_s: float = 0.0  # before anything is sent back (a hung engine: longer than the test waits)
+    stall_after: int | None = None  # pieces of the body before the engine stops sending
 
 
 def _words(text: str) -> list[str]:
@@ -49,6 +52,8 @@ def engine(reply: EngineReply | Callable[[dict[str, Any]], EngineReply] | None =
     async def handle(url: str, body: bytes) -> MockResponse:
         request = json.loads(body) if body else {}
         answer = reply(request) if callable(reply) else reply
+        if answer.delay_s:
+            await asyncio.sleep(answer.delay_s)
         if answer.transport_error is not None:
             raise answer.transport_error
         if answer.status != 200:
@@ -72,7 +77,7 @@ def engine(reply: EngineReply | Callable[[dict[str, Any]], EngineReply] | None =
                 whole["usage"] = usage
             raw = json.dumps(whole).encode()
             pieces = [raw[: len(raw) // 2], raw[len(raw) // 2:]]
-            return MockResponse(200, pieces, fail_after=answer.cut_after)
+            return MockResponse(200, pieces, fail_after=answer.cut_after, stall_after=answer.stall_after)
         events = []
         for word in words:
             choice = {"index": 0, "finish_reason": None}
@@ -89,7 +94,7 @@ def engine(reply: EngineReply | Callable[[dict[str, Any]], EngineReply] | None =
             events.append({"id": "chunk-mock", "object": "x", "created": 7, "model": request.get("model"), "choices": [],
                            "usage": usage})
         pieces = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
-        return MockResponse(200, pieces, fail_after=answer.cut_after)
+        return MockResponse(200, pieces, fail_after=answer.cut_after, stall_after=answer.stall_after)
 
     return handle
 
@@ -163,8 +168,19 @@ class Harness:
         return Incoming("00000000-0000-4000-8000-000000000000", endpoint, key, cache_control, read_body)
 
 
+class FakeLabels:
+    """Keeps the router training labels the pipeline hands over: (confidence, reason) per call."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[float | None, str | None]] = []
+
+    def keep(self, body: dict[str, Any], tenant: str, confidence: float | None, reason: str | None) -> None:
+        self.kept.append((confidence, reason))
+
+
 def harness(handlers: dict[str, Any] | None = None, config: Settings | None = None, *, auth: FakeAuth | None = None,
-            accounting: FakeAccounting | None = None, moderation: bool = True) -> Harness:
+            accounting: FakeAccounting | None = None, moderation: bool = True,
+            labels: FakeLabels | None = None) -> Harness:
     """A pipeline over mock engines: ``handlers`` by backend name (default: a sure answer everywhere)."""
     config = config or settings()
     transports = {b.name: MockTransport((handlers or {}).get(b.name) or engine()) for b in config.backends}
@@ -176,5 +192,6 @@ def harness(handlers: dict[str, Any] | None = None, config: Settings | None = No
         forwarder=Forwarder(pool), pricing=Pricing(config, pool.load_of), accounting=accounting,  # type: ignore[arg-type]
         request_timeout_s=config.server.request_timeout_s,
         moderation=Moderation(config.moderation) if moderation else None,
+        labels=labels,  # type: ignore[arg-type]
     )
     return Harness(pipeline, accounting, transports, pool)

@@ -41,6 +41,24 @@ def test_a_5xx_moves_on_to_the_next_replica_and_every_failure_is_counted() -> No
     assert metrics.UPSTREAM_ERRORS.labels("api", "http_503")._value.get() - before == (1 if len(seen) == 2 else 0)
 
 
+def test_every_failed_attempt_is_counted_and_logged_at_most_once_per_backend_and_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from gateway import metrics
+
+    pool = _pool(engine(EngineReply(transport_error=ReadTimedOut("read timed out"))))
+    forwarder = Forwarder(pool)
+    before = metrics.UPSTREAM_ERRORS.labels("api", "timeout")._value.get()
+    with caplog.at_level("WARNING", logger="tollgate.upstream"):
+        for _ in range(8):  # two replicas each: 16 failed attempts
+            for replica in pool.backends["api"].replicas:
+                replica.down_until = 0.0  # timeouts mark replicas down; try them again anyway
+            with pytest.raises(UpstreamError):
+                asyncio.run(forwarder.whole(pool.resolve("mini"), "/chat/completions", BODY, "r", None, 5))
+    assert metrics.UPSTREAM_ERRORS.labels("api", "timeout")._value.get() - before == 16
+    lines = [r.getMessage() for r in caplog.records if "upstream attempt failed" in r.getMessage()]
+    assert len(lines) == 1 and "backend api" in lines[0] and "sk-secret" not in lines[0]
+
+
 def test_no_replica_left_is_a_502_naming_each_failure_and_silence_everywhere_a_504() -> None:
     pool = _pool(engine(EngineReply(status=500)))
     with pytest.raises(UpstreamError) as failed:

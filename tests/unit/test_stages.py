@@ -137,10 +137,13 @@ def test_authentication_caches_by_hash_refuses_revoked_keys_and_rides_out_a_redi
         asyncio.run(auth.authenticate(bearer))
 
 
-def test_a_cascade_label_is_the_prompt_and_whether_the_flagship_was_needed() -> None:
+def test_a_cascade_label_is_the_prompt_whether_the_flagship_was_needed_and_why() -> None:
     from gateway.stages.labels import label_of
 
     label = label_of({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}]},
-                     "acme", escalated=True, confidence=0.31)
+                     "acme", confidence=0.31, reason="low_confidence")
     assert label is not None and label["prompt"] == "Be brief.\n2+2?" and (label["weak"], label["strong"]) == (0.0, 1.0)
-    assert label_of({"input": "no prompt"}, "acme", False, None) is None
+    assert (label["escalated"], label["reason"], label["confidence"]) == (True, "low_confidence", 0.31)
+    kept = label_of({"prompt": "Hi"}, "acme", confidence=0.9, reason=None)
+    assert kept is not None and (kept["weak"], kept["escalated"], kept["reason"]) == (1.0, False, None)
+    assert label_of({"input": "no prompt"}, "acme", None, None) is None

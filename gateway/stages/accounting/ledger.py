@@ -23,7 +23,7 @@ from ...store.fast_redis import ScriptRunner
 from ...store.redis import as_text
 from .limits import admission_key, holds_key, recorded_key
 from .periods import day_label
-from .record import CallRecord, dimension_values, metric_amounts
+from .record import CallRecord, metric_amounts, model_rows
 from .scripts import RECORD
 from .spool import Spool, locked_lines
 
@@ -71,8 +71,12 @@ class Ledger:
         keys = [recorded_key(tenant, record.request_id), stream_key(tenant), aggregate_key(tenant, day_label(record.ts)),
                 *(s[0] for s in settle), *(holds_key(s[0]) for s in settle), admission_key(tenant, record.request_id)]
         args: list = [record.to_json(), self.dedupe_ttl_s, self.max_records, self.aggregate_ttl_s,
-                      *dimension_values(record), len(amounts)]
+                      record.key_id or "-", record.route, len(amounts)]
         args += [part for pair in amounts.items() for part in pair]
+        rows = model_rows(record)
+        args.append(len(rows))
+        for model, counted in rows:
+            args += [model, -1] if counted is None else [model, len(counted), *(x for pair in counted.items() for x in pair)]
         args += [part for s in settle for part in s[1:]]
         args.append(record.request_id)
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ... import metrics
-from .record import CallRecord
+from .record import CallRecord, Part
 
 _CUT_MID_STREAM = {"upstream_disconnected": "broken", "upstream_timeout": "timeout"}
 
@@ -23,10 +23,13 @@ def observe_call(record: CallRecord) -> None:
         metrics.OVERHEAD_SECONDS.observe(max(seconds - record.upstream_ms / 1000, 0.0))
     if record.ttft_ms is not None:
         metrics.TTFT_SECONDS.labels(model).observe(record.ttft_ms / 1000)
-    if record.prompt_tokens or record.completion_tokens:
-        metrics.TOKENS.labels(record.tenant, model, "prompt").inc(record.prompt_tokens)
-        metrics.TOKENS.labels(record.tenant, model, "cached").inc(record.cached_tokens)
-        metrics.TOKENS.labels(record.tenant, model, "completion").inc(record.completion_tokens)
-    metrics.COST_USD.labels(record.tenant, model).inc(record.cost_usd)
+    # Each upstream call's tokens and cost under its own model (an escalated cascade ran two).
+    parts = record.parts or [Part(model, record.prompt_tokens, record.cached_tokens, record.completion_tokens, record.cost_usd)]
+    for part in parts:
+        if part.prompt_tokens or part.completion_tokens:
+            metrics.TOKENS.labels(record.tenant, part.model, "prompt").inc(part.prompt_tokens)
+            metrics.TOKENS.labels(record.tenant, part.model, "cached").inc(part.cached_tokens)
+            metrics.TOKENS.labels(record.tenant, part.model, "completion").inc(part.completion_tokens)
+        metrics.COST_USD.labels(record.tenant, part.model).inc(part.cost_usd)
     if record.stream and record.error_code in _CUT_MID_STREAM and record.backend:
         metrics.UPSTREAM_ERRORS.labels(record.backend, _CUT_MID_STREAM[record.error_code]).inc()

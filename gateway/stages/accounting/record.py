@@ -5,6 +5,10 @@ Aggregates are kept per tenant and UTC day as a Redis hash whose fields are
 over any period and grouping reads one hash per day and never scans raw records. Only values the
 gateway controls (configured model names, key ids, route kinds) become field names: a client can
 never grow a tenant's aggregates with made-up model names.
+
+A call that ran two models (an escalated cascade) counts in both model rows, each with its own
+tokens and cost; the model escalated past counts the escalation. A failed call counts in the row
+of the model it was routed to.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import orjson
 
 from .limits import usd_to_nano
 
-DIMENSIONS = ("all", "model", "key", "route")
 # metric name in Redis -> what it counts
 METRICS = {
     "req": "requests", "err": "errors", "rej": "rejected", "pt": "prompt_tokens", "cached": "cached_tokens",
@@ -23,6 +26,19 @@ METRICS = {
     "routed": "routed", "esc": "escalated", "hits": "cache_hits",
 }
 USD_METRICS = ("cost", "flag", "csave")
+REJECTIONS = ("rate_limit_exceeded", "insufficient_quota")
+CUT_STREAMS = ("upstream_timeout", "upstream_disconnected")  # a stream that started, then broke
+
+
+@dataclass
+class Part:
+    """One upstream call of a call that made several: its model, tokens and cost."""
+
+    model: str
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -35,6 +51,8 @@ class CallRecord:
     requested_model: str
     model: str = ""  # the public model that answered; "" when none did
     models: list[str] = field(default_factory=list)  # every model that ran (a cascade: two)
+    routed_model: str = ""  # the configured model the call was routed to first; kept when it failed
+    parts: list[Part] = field(default_factory=list)  # each call's own share, when more than one ran
     backend: str = ""
     replica: str = ""
     route: str = "direct"  # direct, router or cascade
@@ -52,6 +70,7 @@ class CallRecord:
     router_threshold: float | None = None
     escalated: bool = False
     cascade_confidence: float | None = None
+    escalation_reason: str | None = None  # low_confidence, truncated, empty, refusal, cheap_failed/_timeout/_down
     cache: str = "none"  # none or exact
     cache_saved_usd: float = 0.0
     moderation: str = "none"  # the strongest action taken: none, allow, flag, redact or block
@@ -67,6 +86,7 @@ class CallRecord:
     def from_json(cls, raw: bytes | str) -> CallRecord:
         data = orjson.loads(raw)
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["parts"] = [Part(**part) for part in known.get("parts") or ()]
         return cls(**known)
 
     @property
@@ -77,10 +97,11 @@ class CallRecord:
 def metric_amounts(record: CallRecord) -> dict[str, int]:
     """What one record adds to each metric (costs in nano-USD); zeros are left out."""
     flagship = record.flagship_cost_usd if record.flagship_cost_usd is not None else record.cost_usd + record.cache_saved_usd
+    rejected = record.error_code in REJECTIONS
     amounts = {
         "req": 1,
-        "err": int(record.status >= 400 and record.error_code not in ("rate_limit_exceeded", "insufficient_quota")),
-        "rej": int(record.error_code in ("rate_limit_exceeded", "insufficient_quota")),
+        "err": int((record.status >= 400 and not rejected) or record.error_code in CUT_STREAMS),
+        "rej": int(rejected),
         "pt": record.prompt_tokens,
         "cached": record.cached_tokens,
         "ct": record.completion_tokens,
@@ -94,13 +115,35 @@ def metric_amounts(record: CallRecord) -> dict[str, int]:
     return {name: value for name, value in amounts.items() if value}
 
 
-def dimension_values(record: CallRecord) -> tuple[str, str, str]:
-    """The record's model, key and route, as they name aggregate fields (``all`` is always ``*``)."""
-    return record.model or "-", record.key_id or "-", record.route
+def _part_amounts(part: Part, routed: bool, escalated_past: bool) -> dict[str, int]:
+    amounts = {"req": 1, "pt": part.prompt_tokens, "cached": part.cached_tokens, "ct": part.completion_tokens,
+               "cost": usd_to_nano(part.cost_usd), "routed": int(routed), "esc": int(escalated_past)}
+    return {name: value for name, value in amounts.items() if value}
+
+
+def model_rows(record: CallRecord) -> list[tuple[str, dict[str, int] | None]]:
+    """(model, metrics) rows; None stands for the record's own metrics. One call: the record's
+    metrics, in the row of the model that answered (or, if none did, the one it was routed to).
+    Several: each earlier call counts in its own row (with the escalation past it), and the last
+    call's row takes the rest of the record."""
+    model = record.model or record.routed_model or "-"
+    if len(record.parts) < 2:
+        if not record.escalated:
+            return [(model, None)]  # the common case: nothing to send but the model's name
+        return [(model, {k: v for k, v in metric_amounts(record).items() if k != "esc"})]
+    routed = record.route in ("router", "cascade")
+    rows: list[tuple[str, dict[str, int] | None]] = [
+        (part.model, _part_amounts(part, routed, record.escalated)) for part in record.parts[:-1]]
+    last = record.parts[-1]
+    final = {**metric_amounts(record), "pt": last.prompt_tokens, "cached": last.cached_tokens,
+             "ct": last.completion_tokens, "cost": usd_to_nano(last.cost_usd), "esc": 0}
+    rows.append((model, {name: value for name, value in final.items() if value}))
+    return rows
 
 
 def aggregate_increments(record: CallRecord) -> list[tuple[str, int]]:
-    """(field, amount) pairs for the record's day hash; the record script builds the same in Lua."""
-    values = dict(zip(DIMENSIONS, ("*", *dimension_values(record)), strict=True))
+    """(field, amount) pairs the record adds to its day hash (what the record script does, spelled out)."""
     amounts = metric_amounts(record)
-    return [(f"{dim}|{values[dim]}|{metric}", amount) for dim in DIMENSIONS for metric, amount in amounts.items()]
+    rows = [("all|*", amounts), *((f"model|{m}", amounts if a is None else a) for m, a in model_rows(record)),
+            (f"key|{record.key_id or '-'}", amounts), (f"route|{record.route}", amounts)]
+    return [(f"{row}|{metric}", amount) for row, counted in rows for metric, amount in counted.items()]

@@ -113,24 +113,39 @@ return out
 
 # KEYS: record marker, ledger stream, day aggregate, then m counters to settle, their m holds sets,
 #       and the admission marker.
-# ARGV: record JSON, record marker TTL, stream max length, aggregate TTL, the model, key and route
-#       values, n, n (metric, amount) pairs, then per counter: kind and what the call used (1 request,
-#       its tokens, its cost); then the request id. Each metric is added under every dimension
-#       (record.DIMENSIONS). A counter the admission marker reserved is settled against its
+# ARGV: record JSON, record marker TTL, stream max length, aggregate TTL, the key and route values,
+#       n, n (metric, amount) pairs (added to the all, key and route rows), then the model rows
+#       (record.model_rows): their count, and per row the model, m and m (metric, amount) pairs, or
+#       m = -1 for the record's own n pairs; then per counter: kind and what the call used (1 request,
+#       its tokens, its cost); then the request id. A counter the admission marker reserved is settled against its
 #       reservation; one it did not (nothing was limited, or the store was unreachable at admission)
 #       is counted now, in the current window.
 # Returns 1 when written, 0 when this request id was already recorded (a spool replay).
 RECORD = Script(LUA_PERIODS + """
 if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[2]) == false then return 0 end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'r', ARGV[1])
-local dims = {'all|*|', 'model|' .. ARGV[5] .. '|', 'key|' .. ARGV[6] .. '|', 'route|' .. ARGV[7] .. '|'}
-local n = tonumber(ARGV[8])
+local rows = {'all|*|', 'key|' .. ARGV[5] .. '|', 'route|' .. ARGV[6] .. '|'}
+local n = tonumber(ARGV[7])
 for i = 1, n do
-  local metric, amount = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
-  for _, dim in ipairs(dims) do redis.call('HINCRBY', KEYS[3], dim .. metric, amount) end
+  for _, row in ipairs(rows) do redis.call('HINCRBY', KEYS[3], row .. ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
+end
+local at = 8 + 2 * n
+local models = tonumber(ARGV[at])
+at = at + 1
+for _ = 1, models do
+  local row, m = 'model|' .. ARGV[at] .. '|', tonumber(ARGV[at + 1])
+  at = at + 2
+  if m < 0 then
+    for i = 1, n do redis.call('HINCRBY', KEYS[3], row .. ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
+  else
+    for _ = 1, m do
+      redis.call('HINCRBY', KEYS[3], row .. ARGV[at], ARGV[at + 1])
+      at = at + 2
+    end
+  end
 end
 if n > 0 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
-local base = 9 + 2 * n
+local base = at
 local m = (#KEYS - 4) / 2
 local rid = ARGV[#ARGV]
 local marker = KEYS[#KEYS]
