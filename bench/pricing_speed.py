@@ -4,7 +4,9 @@
 
 Prices the same call many times with the gateway's Pricing (usage normalization, pricer lookup,
 operating point, the call's own price and the flagship counterfactual) and reports percentiles
-of batches of 1,000 calls, per call.
+of batches of 1,000 calls, per call. The last row is what the request path runs: ``price_calls``,
+which also reads the serving replica's and the flagship's load windows (a minute of one-second
+buckets each, full).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config import parse_settings  # noqa: E402
 from gateway.stages.pricing import Pricing  # noqa: E402
-from gateway.upstream.engine_metrics import EngineLoad  # noqa: E402
+from gateway.upstream.forwarder import Served  # noqa: E402
+from gateway.upstream.pool import UpstreamPool  # noqa: E402
 
 SETTINGS = {
     "backends": [
@@ -44,12 +47,22 @@ def per_call_us(fn, batches: int = 200, batch: int = 1000) -> list[float]:
 
 
 def main() -> None:
-    billing = Pricing(parse_settings(SETTINGS, {}))
-    load = EngineLoad(running=48, waiting=2, kv_usage=0.4)
+    settings = parse_settings(SETTINGS, {})
+    pool = UpstreamPool(settings)
+    billing = Pricing(settings, pool.average_batch)
+    now = time.monotonic()
+    for backend in pool.backends.values():  # a minute of traffic in every replica's window
+        window = backend.replicas[0].window
+        for second in range(61):
+            window.begin(now - 61 + second)
+            window.end(now - 60.5 + second)
+    replica = pool.backends["moe"].replicas[0]
+    served = Served("mix", "moe", "mix", replica, USAGE)
     cases = {
-        "self-hosted dense (70B, TP4), live load": lambda: billing.price("gpu", "big", USAGE, load),
-        "self-hosted MoE (Mixtral, TP2), live load": lambda: billing.price("moe", "mix", USAGE, load),
+        "self-hosted dense (70B, TP4), at batch 48": lambda: billing.price("gpu", "big", USAGE, 48),
+        "self-hosted MoE (Mixtral, TP2), at batch 48": lambda: billing.price("moe", "mix", USAGE, 48),
         "API price table": lambda: billing.price("api", "gpt-4o-mini", USAGE, None),
+        "price_calls: MoE call, batches from both load windows": lambda: billing.price_calls((served,)),
     }
     print("| call | p50 us | p99 us |\n|---|---:|---:|")
     for name, fn in cases.items():

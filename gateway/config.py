@@ -50,8 +50,10 @@ class DeploymentConfig(_Strict):
     precision: str = "bf16"
     kv_precision: str | None = None
     usd_per_gpu_hour: float | None = Field(None, ge=0)
+    # The share of paid time you plan it to be busy: a planning input, shown beside the measured
+    # utilization in `tollgate report --by backend`. Prices never include idle time (docs/pricing.md).
     utilization: float = Field(0.6, gt=0, le=1)
-    # Operating point used until (or unless) the engine's /metrics answers.
+    # The batch a call is priced at before any load was measured (the first call after start-up).
     running: float = Field(16, ge=1)
     mean_context: float = Field(1024, ge=1)
     metrics_path: str = "/metrics"  # on the server root, beside the /v1 base URL
@@ -154,7 +156,9 @@ class PricingConfig(_Strict):
     gpus: list[dict] = Field(default_factory=list)  # extra catalog GPUs (fields as pricing/data/gpus.json)
     models: list[dict] = Field(default_factory=list)  # extra architectures (fields as pricing/data/models.json)
     flagship: str | None = None  # public model for the "flagship only" counterfactual; default: tier flagship
-    metrics_poll_s: float = Field(2.0, gt=0)
+    metrics_poll_s: float = Field(1.0, gt=0)  # engines' /metrics: their running sequences and queues
+    # A self-hosted call is priced at its replica's mean batch while busy over this window.
+    load_window_s: float = Field(60.0, ge=1, le=170)
 
 
 class CascadeConfig(_Strict):

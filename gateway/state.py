@@ -51,7 +51,7 @@ class GatewayState:
         redis = redis_client(settings.redis_url)
         store = TenantStore(redis, settings.auth.key_hash_secret.encode())
         pool = UpstreamPool(settings, transports)
-        pricing = Pricing(settings, pool.load_of)
+        pricing = Pricing(settings, pool.average_batch)
         scripts = ScriptRunner(redis, settings.redis_url, REDIS_TIMEOUT_S)
         accounting = Accounting(settings, redis, scripts, pricing)
         defaults = (accounting.default_tenant_limits, accounting.default_key_limits)

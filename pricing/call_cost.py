@@ -1,10 +1,11 @@
 """The price of one call: API price tables, or GPU time attributed at the engine's operating point.
 
-A self-hosted call is charged its share of the deployment's time: the prefill compute of its
+A self-hosted call is charged its share of the deployment's busy time: the prefill compute of its
 uncached prompt tokens (cached ones skip prefill), plus, for each token it generated, 1/b of a
-decode step at the running batch b. That time, on all of the deployment's GPUs, is priced at
-$/GPU-second and divided by the deployment's utilization, because idle GPU time is paid for too
-and must be carried by the calls that are served.
+decode step at the running batch b, that step's attention reading the call's own context. That
+time, on all of the deployment's GPUs, is priced at $/GPU-second. Idle GPU time is paid for too,
+but it is nobody's call: the gateway reports it as idle capacity beside the calls' costs, and
+``pricing estimate``'s utilization plans for it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class OperatingPoint:
 class SelfHostedPricing:
     deployment: Deployment
     usd_per_gpu_hour: float
-    utilization: float = 0.6
 
     def call_seconds(self, usage: Usage, point: OperatingPoint) -> float:
         """Deployment wall time attributed to this call."""
@@ -40,7 +40,7 @@ class SelfHostedPricing:
         return prefill + decode
 
     def cost(self, usage: Usage, point: OperatingPoint) -> float:
-        usd_per_second = self.usd_per_gpu_hour * self.deployment.gpus / 3600 / self.utilization
+        usd_per_second = self.usd_per_gpu_hour * self.deployment.gpus / 3600
         return self.call_seconds(usage, point) * usd_per_second
 
 

@@ -14,12 +14,14 @@ def serve(
     host: str | None = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
     port: int | None = typer.Option(None, min=0, max=65535, help="Port to listen on (default 8080)."),
     workers: int | None = typer.Option(None, min=1, help="Worker processes (default 1)."),
+    demo: bool = typer.Option(False, "--demo", help="With --config: add the demo stack's simulated engines "
+                              "(and, if the config has no router, the default one) to the config's."),
 ) -> None:
     """Run the gateway. Without REDIS_URL an embedded Valkey server keeps state in .tollgate/."""
     from ..ops.serve import run
 
     try:
-        run(config, host, port, workers)
+        run(config, host, port, workers, demo)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -61,7 +61,8 @@ def wait_until_up(url: str, timeout_s: float = 20.0) -> None:
 
 @contextmanager
 def demo_engines(settings: Settings) -> Iterator[Settings]:
-    """Start the two simulators and return ``settings`` with their backends and models added."""
+    """Start the two simulators and return ``settings`` with their backends and models added (after
+    the config's own, with ``serve --config x --demo``)."""
     processes: list[subprocess.Popen] = []
     backends, models = [], []
     try:
@@ -77,7 +78,8 @@ def demo_engines(settings: Settings) -> Iterator[Settings]:
             artifact=str(DEFAULT_ROUTER), cheap=DEMO_MODELS[0][0], flagship=DEMO_MODELS[1][0],
             cascade=CascadeConfig(enabled=True),
         )
-        yield settings.model_copy(update={"backends": backends, "models": models, "router": router_config})
+        yield settings.model_copy(update={"backends": [*settings.backends, *backends],
+                                          "models": [*settings.models, *models], "router": router_config})
     finally:
         for process in processes:
             process.terminate()

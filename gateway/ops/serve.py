@@ -19,7 +19,7 @@ from .embedded import embedded_valkey
 from .http_protocol import HEADER_TIMEOUT_ENV, GuardedHttpToolsProtocol
 
 
-def run(config: Path | None, host: str | None, port: int | None, workers: int | None) -> None:
+def run(config: Path | None, host: str | None, port: int | None, workers: int | None, demo: bool = False) -> None:
     settings = load_settings(config)
     read_secret_files(settings)
     server = settings.server.model_copy(
@@ -31,11 +31,12 @@ def run(config: Path | None, host: str | None, port: int | None, workers: int | 
     with ExitStack() as stack:
         if not settings.redis_url:
             settings.redis_url = stack.enter_context(embedded_valkey(data_dir))
-        if config is None:
+        demo = demo or config is None
+        if demo:
             settings = stack.enter_context(demo_engines(settings))
         pricing = Pricing(settings)  # fail now, with a clear message, on unknown GPUs, models or price files
         ensure_key_secret(settings)
-        _announce(settings, bootstrap(settings, demo=config is None), embedded=config is None, unpriced=pricing.unpriced_targets(settings))
+        _announce(settings, bootstrap(settings, demo=demo), embedded=demo, unpriced=pricing.unpriced_targets(settings))
         _prepare_worker_env(settings, data_dir)
         # uvicorn re-raises SIGTERM after its graceful shutdown; as an exception it unwinds this
         # `with` block, so the embedded Valkey and simulators are stopped instead of orphaned.

@@ -1,8 +1,13 @@
 """Price: what a call cost, from the ``pricing`` package's price tables and roofline model, and
 what the flagship alone would have cost for the same answer.
 
-The pricer for each (backend, upstream model) is derived from the config once; a self-hosted call
-is priced at its replica's operating point (the engine's load when it answered).
+The pricer for each (backend, upstream model) is derived from the config once. A self-hosted call
+is priced at its replica's operating point: the mean batch while busy over the last
+``pricing.load_window_s`` (``upstream/load.py``), and the call's own context (each call pays for
+reading its own KV cache). The flagship counterfactual is priced by the same rule at the
+flagship's own mean batch; while the flagship has been idle for the whole window, at the batch
+the call itself ran at (the same traffic would have run there). Idle time is not in any price: it
+is reported as the deployment's idle capacity.
 
 Self-hosted backends with a ``deployment`` are priced by the roofline model; API backends by
 their ``prices``, the top-level ``pricing.prices``, or imported LiteLLM price files. A call no
@@ -11,17 +16,20 @@ table covers is recorded at $0 with cost source ``unpriced``, never silently gue
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pricing import catalog
 from pricing.call_cost import ApiPricing, OperatingPoint, Pricer, SelfHostedPricing
-from pricing.prices import TokenPrices, load_litellm_prices, normalize_usage
-from pricing.roofline import Deployment, kv_capacity_tokens
+from pricing.prices import TokenPrices, Usage, load_litellm_prices, normalize_usage
+from pricing.roofline import Deployment
 
 from ..config import BackendConfig, ConfigError, PriceConfig, Settings
-from ..upstream.engine_metrics import EngineLoad
 from ..upstream.forwarder import Served
+from ..upstream.load import average_batch
+
+BatchOf = Callable[[str, float], float | None]  # (backend, window_s) -> its mean batch while busy
 
 ENGINE_PROFILE = {"vllm": "vllm", "sglang": "sglang", "tgi": "tgi", "llamacpp": "llamacpp"}
 
@@ -41,8 +49,9 @@ def _token_prices(config: PriceConfig, source: str) -> TokenPrices:
 class Pricing:
     """Everything that can be derived from the config is derived once, here; ``price`` only looks up."""
 
-    def __init__(self, settings: Settings, load_of: Callable[[str], EngineLoad | None] = lambda backend: None) -> None:
-        self._load_of = load_of  # a backend's current load: the flagship counterfactual's operating point
+    def __init__(self, settings: Settings, batch_of: BatchOf = lambda backend, window_s: None) -> None:
+        self._batch_of = batch_of  # a backend's mean batch while busy: the flagship counterfactual's
+        self._window_s = settings.pricing.load_window_s
         self._gpus = {e["id"]: catalog.gpu_from_entry(e) for e in settings.pricing.gpus}
         self._models = {e["id"]: catalog.model_from_entry(e) for e in settings.pricing.models}
         self._api_prices: dict[str, ApiPricing] = {}
@@ -60,7 +69,6 @@ class Pricing:
         self._fallback_points = {
             b.name: OperatingPoint(b.deployment.running, b.deployment.mean_context) for b in settings.backends if b.deployment
         }
-        self._kv_capacity = {name: kv_capacity_tokens(p.deployment) for name, p in self._self_hosted.items()}
         self._flagship_target = self._find_flagship(settings)
 
     def _self_hosted_pricing(self, backend: BackendConfig) -> SelfHostedPricing:
@@ -78,7 +86,7 @@ class Pricing:
         except TypeError as err:
             raise ConfigError(f"backend {backend.name}: deployment.efficiency: {err}") from None
         price = gpu.usd_per_hour if spec.usd_per_gpu_hour is None else spec.usd_per_gpu_hour
-        return SelfHostedPricing(deployment, price, spec.utilization)
+        return SelfHostedPricing(deployment, price)
 
     @staticmethod
     def _find_flagship(settings: Settings) -> tuple[str, str] | None:
@@ -104,15 +112,13 @@ class Pricing:
             return self._self_hosted[backend]
         return self._backend_prices.get(backend, {}).get(upstream_model) or self._api_prices.get(upstream_model)
 
-    def operating_point(self, backend: str, load: EngineLoad | None) -> OperatingPoint:
-        """The live point from the replica's metrics, else the configured one."""
+    def operating_point(self, backend: str, running: float | None, usage: Usage) -> OperatingPoint:
+        """The batch the call ran in (the configured one when nothing was measured yet), and the
+        call's own mean context: its prompt plus half of what it generated."""
         fallback = self._fallback_points.get(backend, OperatingPoint())
-        if load is None or load.running < 1:
-            return fallback
-        capacity = self._kv_capacity.get(backend)
-        if capacity is None or load.kv_usage <= 0:
-            return OperatingPoint(load.running, fallback.mean_context)
-        return OperatingPoint(load.running, max(load.kv_usage * capacity / load.running, 1.0))
+        context = usage.prompt_tokens + usage.output / 2
+        return OperatingPoint(max(running, 1.0) if running is not None else fallback.running,
+                              context if context >= 1 else fallback.mean_context)
 
     def worst_case_cost(self, backend: str, upstream_model: str, usage: dict) -> float:
         """An upper bound for budget holds: a self-hosted call costs the most when it runs alone
@@ -120,16 +126,15 @@ class Pricing:
         pricer = self.pricer(backend, upstream_model)
         if pricer is None:
             return 0.0
-        normalized = normalize_usage(usage)
-        context = normalized.uncached_input + normalized.cached_input + normalized.output
-        return pricer.cost(normalized, OperatingPoint(1.0, max(float(context), 1.0)))
+        return pricer.cost(normalize_usage(usage), self.operating_point(backend, 1.0, normalize_usage(usage)))
 
-    def price(self, backend: str, upstream_model: str, usage: dict | None, load: EngineLoad | None,
-              flagship_load: EngineLoad | None = None) -> Price:
-        """The call's price at its replica's load, and the flagship's at the flagship's own load."""
+    def price(self, backend: str, upstream_model: str, usage: dict | None, running: float | None,
+              flagship_running: float | None = None) -> Price:
+        """The call's price at the batch it ran in, and the flagship's at the flagship's own batch
+        (or, unknown, at the call's)."""
         normalized = normalize_usage(usage)
         pricer = self.pricer(backend, upstream_model)
-        cost = pricer.cost(normalized, self.operating_point(backend, load)) if pricer else 0.0
+        cost = pricer.cost(normalized, self.operating_point(backend, running, normalized)) if pricer else 0.0
         source = "unpriced" if pricer is None else ("roofline" if isinstance(pricer, SelfHostedPricing) else "api")
         if self._flagship_target is None:
             return Price(cost, None, source)
@@ -139,18 +144,27 @@ class Pricing:
         flagship_pricer = self.pricer(flagship_backend, flagship_model)
         flagship = None
         if flagship_pricer is not None:
-            flagship = flagship_pricer.cost(normalized, self.operating_point(flagship_backend, flagship_load))
+            point = self.operating_point(flagship_backend, flagship_running if flagship_running is not None else running,
+                                         normalized)
+            flagship = flagship_pricer.cost(normalized, point)
         return Price(cost, flagship, source)
+
+    def batch_of(self, served: Served) -> float | None:
+        """The mean batch while busy of the replica that served a call, over the pricing window."""
+        return average_batch([served.replica.window], time.monotonic(), self._window_s)
 
     def price_calls(self, calls: Sequence[Served]) -> Price:
         """What a call cost: every upstream call it made (a cascade that escalated pays for both),
         and the flagship counterfactual for the answer that was returned (the last call)."""
         if not calls:
             return Price(0.0, None, "")
-        flagship_load = self._load_of(self.flagship_backend) if self.flagship_backend else None
+        flagship_running = self._batch_of(self.flagship_backend, self._window_s) if self.flagship_backend else None
         last = calls[-1]
-        price = self.price(last.backend, last.upstream_model, last.usage, last.load, flagship_load)
+        price = self.price(last.backend, last.upstream_model, last.usage, self._batch(last), flagship_running)
         if len(calls) == 1:
             return price
-        earlier = [self.price(c.backend, c.upstream_model, c.usage, c.load).cost_usd for c in calls[:-1]]
+        earlier = [self.price(c.backend, c.upstream_model, c.usage, self._batch(c)).cost_usd for c in calls[:-1]]
         return Price(sum(earlier) + price.cost_usd, price.flagship_cost_usd, price.source, (*earlier, price.cost_usd))
+
+    def _batch(self, served: Served) -> float | None:
+        return self.batch_of(served) if served.backend in self._self_hosted else None

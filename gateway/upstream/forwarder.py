@@ -27,7 +27,6 @@ from wire.texts import answer_text
 from .. import metrics
 from ..errors import APIError
 from ..logs import Warnings
-from .engine_metrics import EngineLoad
 from .pool import Replica, Route, Target, UpstreamPool
 from .transport import ConnectFailed, ReadTimedOut, StreamBroken, TransportError, UpstreamResponse
 
@@ -86,13 +85,12 @@ def upstream_body(body: dict[str, Any], target: Target, endpoint: str, additions
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """One upstream call that answered: where it ran, at what load, and what it used."""
+    """One upstream call that answered: where it ran (its replica's load window prices it) and what it used."""
 
     model: str  # the public model of the route
     backend: str
     upstream_model: str
     replica: Replica
-    load: EngineLoad | None  # the replica's load when it answered: pricing's operating point
     usage: dict[str, Any]
 
 
@@ -145,15 +143,14 @@ class UpstreamStream:
         self._buffer.extendleft(reversed(events))
 
     def served(self, usage: dict[str, Any]) -> Served:
-        return Served(self.route.model, self.target.backend.name, self.target.upstream_model, self.replica,
-                      self.replica.load, usage)
+        return Served(self.route.model, self.target.backend.name, self.target.upstream_model, self.replica, usage)
 
     def close(self) -> None:
         """Close the upstream request (if the engine is still generating, it stops); idempotent."""
         if not self._closed:
             self._closed = True
             self._response.close()
-            self.replica.inflight -= 1
+            self.replica.end()
 
 
 Attempt = Callable[[Target, Replica, bytes], Awaitable[_T]]
@@ -177,7 +174,7 @@ class Forwarder:
                 response.close()
                 raise
             finally:
-                replica.inflight -= 1
+                replica.end()
             response.release()
             return response.status, raw
 
@@ -195,7 +192,7 @@ class Forwarder:
         answer["model"] = route.model
         if not isinstance(answer.get("usage"), dict) or not answer["usage"]:  # some engines omit it: estimate
             answer["usage"] = tokens.estimated_usage(body, tokens.count(answer_text(answer)))
-        served = Served(route.model, target.backend.name, target.upstream_model, replica, replica.load, answer["usage"])
+        served = Served(route.model, target.backend.name, target.upstream_model, replica, answer["usage"])
         return Reply(answer, served, upstream_seconds)
 
     async def open_stream(self, route: Route, endpoint: str, body: dict[str, Any], request_id: str,
@@ -212,18 +209,18 @@ class Forwarder:
                 except TransportError:
                     raw = b""
                 finally:
-                    replica.inflight -= 1
+                    replica.end()
                 response.release()
                 return response.status, raw
             events = sse.iter_events(sse.iter_lines(response.chunks()))
             try:
                 first = await anext(events)
             except StopAsyncIteration:
-                replica.inflight -= 1
+                replica.end()
                 response.close()
                 raise StreamBroken("stream ended before its first event") from None
             except TransportError:
-                replica.inflight -= 1
+                replica.end()
                 response.close()
                 raise
             return UpstreamStream(response, route, target, replica, events, first, time.perf_counter() - started)
@@ -245,15 +242,15 @@ class Forwarder:
         """Send one attempt; a retryable status is a TransportError. The replica counts the request
         in flight from here until the caller has read (or abandoned) the answer."""
         backend = target.backend
-        replica.inflight += 1
+        replica.begin()
         try:
             response = await backend.transport.post(replica.url + endpoint, payload,
                                                      {**backend.headers, "x-request-id": request_id})
         except BaseException:
-            replica.inflight -= 1
+            replica.end()
             raise
         if response.status in RETRYABLE_STATUS:
-            replica.inflight -= 1
+            replica.end()
             response.release()
             raise TransportError(f"HTTP {response.status}")
         return response
@@ -294,7 +291,7 @@ class Forwarder:
 def _rejection(route: Route, target: Target, replica: Replica, status: int, raw: bytes) -> UpstreamError:
     """An upstream 4xx as an OpenAI error; the gateway's own credentials never reach the client."""
     backend = target.backend
-    served = (Served(route.model, backend.name, target.upstream_model, replica, replica.load, {}),)
+    served = (Served(route.model, backend.name, target.upstream_model, replica, {}),)
     if status in (401, 403):
         return UpstreamError(502, f"backend {backend.name} rejected the gateway's credentials",
                              code="upstream_auth_failed", served=served)

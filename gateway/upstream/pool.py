@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..config import BackendConfig, Settings
 from ..errors import APIError
 from .engine_metrics import EngineLoad, metrics_url, parse_engine_metrics
+from .load import LoadWindow, average_batch
 from .transport import AiohttpTransport, Transport, TransportError
 
 log = logging.getLogger("tollgate.upstream")
@@ -38,10 +39,23 @@ class Replica:
     index: int = 0
     down_until: float = 0.0
     load: EngineLoad | None = None  # from the engine's /metrics, if it has one
-    inflight: int = 0  # this worker's requests on it, from send until the answer is read
+    metrics_absent: bool = False  # its engine answered without metrics (llama-cpp-python's server)
+    metrics_due: float = 0.0  # when to read its metrics next
 
     def __post_init__(self) -> None:
         self.shown_url = without_userinfo(self.url)
+        self.window = LoadWindow(time.monotonic())  # how busy it has been: pricing's operating point
+
+    @property
+    def inflight(self) -> int:
+        """This worker's requests on it, from send until the answer is read (or abandoned)."""
+        return self.window.own
+
+    def begin(self) -> None:
+        self.window.begin(time.monotonic())
+
+    def end(self) -> None:
+        self.window.end(time.monotonic())
 
     def is_up(self, now: float) -> bool:
         return self.down_until <= now
@@ -136,10 +150,10 @@ class UpstreamPool:
         now = time.monotonic()
         return any(r.is_up(now) for target in route.targets for r in target.backend.replicas)
 
-    def load_of(self, backend: str) -> EngineLoad | None:
-        """The first known load among a backend's replicas (pricing's flagship operating point)."""
+    def average_batch(self, backend: str, window_s: float) -> float | None:
+        """A backend's mean running sequences while busy, over its replicas and the last ``window_s``."""
         found = self.backends.get(backend)
-        return next((r.load for r in found.replicas if r.load is not None), None) if found else None
+        return average_batch([r.window for r in found.replicas], time.monotonic(), window_s) if found else None
 
 
 async def probe_backend(backend: Backend, timeout_s: float = 1.0) -> bool:
@@ -155,18 +169,40 @@ async def probe_backend(backend: Backend, timeout_s: float = 1.0) -> bool:
     return any(await asyncio.gather(*(probe(r) for r in backend.replicas)))
 
 
+METRICS_ABSENT_RETRY_S = 60.0  # an engine without metrics is asked again this rarely (it may be replaced)
+
+
 async def poll_engines(backends: list[Backend], interval_s: float) -> None:
-    """Refresh every replica's ``load`` forever; a failed read clears it (pricing then uses config)."""
+    """Refresh every replica's ``load`` forever, and feed its engine counts to its load window."""
     while True:
-        await asyncio.gather(*(_poll_replica(b, r) for b in backends for r in b.replicas))
+        now = time.monotonic()
+        await asyncio.gather(*(_poll_replica(b, r) for b in backends for r in b.replicas if r.metrics_due <= now))
         await asyncio.sleep(interval_s)
 
 
 async def _poll_replica(backend: Backend, replica: Replica) -> None:
+    """One reading. An engine that answers without usable metrics (llama-cpp-python's server has no
+    /metrics: a 404) is said once and asked again only every minute: its calls are priced from this
+    gateway's own requests in flight, which is all such an engine's load is when one gateway uses it."""
     path = backend.config.deployment.metrics_path if backend.config.deployment else "/metrics"
+    url = metrics_url(replica.url, path)
     try:
-        status, text = await backend.transport.get_text(metrics_url(replica.url, path), {}, 1.0)
+        status, text = await backend.transport.get_text(url, {}, 1.0)
     except TransportError:
-        replica.load = None
+        replica.load = None  # down or slow: the next interval asks again
         return
     replica.load = parse_engine_metrics(text) if status == 200 else None
+    if replica.load is not None:
+        replica.window.engine_reading(replica.load.running, replica.load.waiting, time.monotonic())
+        if replica.metrics_absent:
+            log.info("backend %s replica %s: engine metrics found at %s", backend.name, replica.index,
+                     metrics_url(replica.shown_url, path))
+        replica.metrics_absent = False
+        return
+    replica.metrics_due = time.monotonic() + METRICS_ABSENT_RETRY_S
+    if not replica.metrics_absent:
+        replica.metrics_absent = True
+        reason = f"HTTP {status}" if status != 200 else "no running-sequence count in it"
+        log.warning("backend %s replica %s: no engine metrics at %s (%s): its calls are priced from this "
+                    "gateway's own requests in flight on it; asked again every %.0f s", backend.name, replica.index,
+                    metrics_url(replica.shown_url, path), reason, METRICS_ABSENT_RETRY_S)

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import openai
 import pytest
 
-from tests.support.processes import free_port, stop, wait_http
+from tests.support.processes import free_port, printed_keys, serve_demo, stop
 from tests.support.prompts import EASY, HARD
-
-
-def _serve(workdir: Path, port: int) -> tuple[subprocess.Popen, list[str]]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TOLLGATE_ADMIN_KEY", "TOLLGATE_KEY_SECRET")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=open(workdir / "serve.err", "ab"), text=True,
-    )
-    wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60, process=process)
-    lines = []
-    assert process.stdout is not None
-    while not lines or not lines[-1].startswith("  (simulated"):
-        lines.append(process.stdout.readline().rstrip("\n"))
-    time.sleep(0.2)
-    return process, lines
 
 
 def _processes_under(folder: Path) -> list[int]:
@@ -45,15 +27,11 @@ def _processes_under(folder: Path) -> list[int]:
     return found
 
 
-def _keys(lines: list[str]) -> dict[str, str]:
-    return {m.group(1): m.group(2) for line in lines if (m := re.match(r"\s+(.+? key).*?: (sk-tg-\S+)", line))}
-
-
 def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None:
     port = free_port()
-    process, lines = _serve(tmp_path, port)
+    process, lines = serve_demo(tmp_path, port)
     try:
-        keys = _keys(lines + [process.stdout.readline(), process.stdout.readline()])
+        keys = printed_keys(lines + [process.stdout.readline(), process.stdout.readline()])
         assert set(keys) == {"admin key", "tenant key"}
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=keys["tenant key"], max_retries=0)
         assert {m.id for m in client.models.list()} == {"llama-3.1-8b", "llama-3.1-70b"}
@@ -80,10 +58,10 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
 
     time.sleep(0.5)
     assert not _processes_under(tmp_path / ".tollgate"), "stopping the gateway stops its embedded Valkey"
-    process, lines = _serve(tmp_path, port)
+    process, lines = serve_demo(tmp_path, port)
     try:
         time.sleep(0.3)
-        assert not _keys(lines), "keys are printed on the first run only"
+        assert not printed_keys(lines), "keys are printed on the first run only"
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=keys["tenant key"], max_retries=0)
         stream = client.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "hi"}],
                                                 max_tokens=3, stream=True)
@@ -96,9 +74,9 @@ def test_the_embedded_valkey_wants_a_password_keeps_its_files_private_and_comes_
     import redis as sync_redis
 
     port = free_port()
-    process, lines = _serve(tmp_path, port)
+    process, lines = serve_demo(tmp_path, port)
     try:
-        keys = _keys(lines + [process.stdout.readline(), process.stdout.readline()])
+        keys = printed_keys(lines + [process.stdout.readline(), process.stdout.readline()])
         folder = tmp_path / ".tollgate" / "valkey"
         valkey_port = int(next(line.split()[1] for line in (folder / "valkey.conf").read_text().splitlines()
                                if line.startswith("port ")))

@@ -189,7 +189,7 @@ def harness(handlers: dict[str, Any] | None = None, config: Settings | None = No
     pipeline = Pipeline(
         auth=auth or FakeAuth(),  # type: ignore[arg-type]
         router=Router(pool, config.router, redis=None),  # type: ignore[arg-type]
-        forwarder=Forwarder(pool), pricing=Pricing(config, pool.load_of), accounting=accounting,  # type: ignore[arg-type]
+        forwarder=Forwarder(pool), pricing=Pricing(config, pool.average_batch), accounting=accounting,  # type: ignore[arg-type]
         request_timeout_s=config.server.request_timeout_s,
         moderation=Moderation(config.moderation) if moderation else None,
         labels=labels,  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import httpx
 
 from gateway.ops.demo_stack import free_port
 
-__all__ = ["free_port", "start_gateway", "start_sim", "stop", "wait_http"]
+__all__ = ["free_port", "printed_keys", "serve_demo", "start_gateway", "start_sim", "stop", "wait_http"]
 
 
 def wait_http(url: str, timeout_s: float = 30.0, process: subprocess.Popen | None = None) -> None:
@@ -65,3 +66,25 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def serve_demo(workdir: Path, port: int, *extra: str) -> tuple[subprocess.Popen, list[str]]:
+    """``tollgate serve`` without REDIS_URL or keys in the environment (the demo stack, or with
+    ``--config x --demo`` its engines beside a config); returns the process and its start-up lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TOLLGATE_ADMIN_KEY", "TOLLGATE_KEY_SECRET")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port), *extra],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=open(workdir / "serve.err", "ab"), text=True,
+    )
+    wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=60, process=process)
+    lines = []
+    assert process.stdout is not None
+    while not lines or not lines[-1].startswith("  (simulated"):
+        lines.append(process.stdout.readline().rstrip("\n"))
+    time.sleep(0.2)
+    return process, lines
+
+
+def printed_keys(lines: list[str]) -> dict[str, str]:
+    """The keys ``serve`` printed once: label -> key."""
+    return {m.group(1): m.group(2) for line in lines if (m := re.match(r"\s+(.+? key).*?: (sk-tg-\S+)", line))}

@@ -54,7 +54,7 @@ def test_litellm_price_map_is_read_from_a_local_file(tmp_path: Path) -> None:
 
 def _pricing(running: float = 16) -> tuple[SelfHostedPricing, OperatingPoint]:
     d = Deployment(catalog.model("llama-3.1-8b"), catalog.gpu("h100-sxm"), 1, "bf16", "bf16")
-    return SelfHostedPricing(d, usd_per_gpu_hour=2.5, utilization=0.5), OperatingPoint(running, 2000)
+    return SelfHostedPricing(d, usd_per_gpu_hour=2.5), OperatingPoint(running, 2000)
 
 
 def test_self_hosted_cached_tokens_skip_prefill_and_bigger_batches_share_decode() -> None:
@@ -65,10 +65,10 @@ def test_self_hosted_cached_tokens_skip_prefill_and_bigger_batches_share_decode(
     assert pricing.cost(Usage(0, 0, 0, 200), OperatingPoint(64, 2000)) < pricing.cost(Usage(0, 0, 0, 200), OperatingPoint(4, 2000)) / 5
 
 
-def test_self_hosted_cost_is_gpu_seconds_times_price_over_utilization() -> None:
+def test_self_hosted_cost_is_busy_gpu_seconds_times_price_with_no_idle_time_in_it() -> None:
     pricing, point = _pricing()
     usage = Usage(1000, 0, 0, 100)
-    assert pricing.cost(usage, point) == pytest.approx(pricing.call_seconds(usage, point) * 2.5 / 3600 / 0.5)
+    assert pricing.cost(usage, point) == pytest.approx(pricing.call_seconds(usage, point) * 2.5 / 3600)
 
 
 def test_engine_metrics_give_the_operating_point() -> None:
@@ -119,8 +119,8 @@ def test_models_no_price_covers_are_listed_for_the_startup_warning() -> None:
 def test_live_load_changes_the_self_hosted_price(tmp_path: Path) -> None:
     billing = _billing(tmp_path)
     usage = {"prompt_tokens": 100, "completion_tokens": 500}
-    busy = billing.price("gpu", "big", usage, EngineLoad(running=128, waiting=0, kv_usage=0.5)).cost_usd
-    quiet = billing.price("gpu", "big", usage, EngineLoad(running=2, waiting=0, kv_usage=0.01)).cost_usd
+    busy = billing.price("gpu", "big", usage, 128).cost_usd
+    quiet = billing.price("gpu", "big", usage, 2).cost_usd
     assert busy < quiet / 5
 
 
@@ -132,9 +132,29 @@ def test_unknown_catalog_ids_in_config_are_config_errors() -> None:
                                               "deployment": {"model": "llama-3.1-8b", "gpu": "tpu-v9"}}]}, {}))
 
 
-def test_the_counterfactual_uses_the_flagship_replicas_own_load(tmp_path: Path) -> None:
+def test_the_counterfactual_uses_the_flagship_replicas_own_batch_or_else_the_calls(tmp_path: Path) -> None:
     billing = _billing(tmp_path)
     usage = {"prompt_tokens": 100, "completion_tokens": 500}
-    idle_flagship = billing.price("api", "gpt-4o-mini", usage, None, EngineLoad(running=1, waiting=0, kv_usage=0.01))
-    busy_flagship = billing.price("api", "gpt-4o-mini", usage, None, EngineLoad(running=200, waiting=0, kv_usage=0.6))
-    assert busy_flagship.flagship_cost_usd < idle_flagship.flagship_cost_usd / 10
+    lone_flagship = billing.price("api", "gpt-4o-mini", usage, None, 1)
+    busy_flagship = billing.price("api", "gpt-4o-mini", usage, None, 200)
+    assert busy_flagship.flagship_cost_usd < lone_flagship.flagship_cost_usd / 10
+    cheap = billing.price("gpu", "big", usage, 8, None)  # here the flagship is the call's own backend
+    assert cheap.flagship_cost_usd == cheap.cost_usd
+
+
+def test_an_idle_flagship_is_compared_at_the_batch_the_call_ran_in() -> None:
+    """The cheap tier is never dearer than the flagship just because the flagship was idle (its
+    configured batch of 16) while the cheap call ran alone."""
+    billing = Pricing(parse_settings({
+        "backends": [
+            {"name": "small", "kind": "vllm", "urls": ["http://s/v1"], "deployment": {"model": "llama-3.1-8b", "gpu": "l40s"}},
+            {"name": "large", "kind": "vllm", "urls": ["http://l/v1"],
+             "deployment": {"model": "llama-3.1-70b", "gpu": "h100-sxm", "gpus": 4, "running": 16}},
+        ],
+        "models": [{"name": "cheap", "targets": [{"backend": "small"}]},
+                   {"name": "flagship", "tier": "flagship", "targets": [{"backend": "large"}]}],
+    }, {}))
+    usage = {"prompt_tokens": 23, "completion_tokens": 60}
+    for running in (1, 2, 8, 32):
+        price = billing.price("small", "cheap", usage, running, None)
+        assert price.cost_usd < price.flagship_cost_usd, running

@@ -55,7 +55,7 @@ def test_api_prices_are_non_negative_monotone_and_cached_tokens_never_cost_more(
     assert pricing.cost(normalize_usage(uncached)) >= cost - 1e-12
 
 
-SELF_HOSTED = SelfHostedPricing(Deployment(catalog.model("llama-3.1-8b"), catalog.gpu("l40s"), 1, "fp8", "fp8"), 1.2, 0.6)
+SELF_HOSTED = SelfHostedPricing(Deployment(catalog.model("llama-3.1-8b"), catalog.gpu("l40s"), 1, "fp8", "fp8"), 1.2)
 
 
 @settings(max_examples=100)

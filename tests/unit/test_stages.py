@@ -10,7 +10,6 @@ from gateway.call import Arrival, Outcome, refusal_record
 from gateway.stages.cache import ResponseCache
 from gateway.stages.moderation import Blocked, Moderation
 from gateway.stages.pricing import Pricing
-from gateway.upstream.engine_metrics import EngineLoad
 from gateway.upstream.forwarder import Served
 from gateway.upstream.pool import Replica
 from tests.support.fakes import settings
@@ -38,8 +37,8 @@ def test_a_tenants_overrides_turn_the_answer_checks_on() -> None:
     assert "[EMAIL]" in answer["choices"][0]["message"]["content"] and verdict.categories["pii"] == "redact"
 
 
-def _served(backend: str, model: str, upstream: str, usage: dict, load: EngineLoad | None = None) -> Served:
-    return Served(model, backend, upstream, Replica("http://x/v1"), load, usage)
+def _served(backend: str, model: str, upstream: str, usage: dict) -> Served:
+    return Served(model, backend, upstream, Replica("http://x/v1"), usage)
 
 
 def test_an_escalated_call_pays_for_both_and_compares_the_answer_with_the_flagship() -> None:

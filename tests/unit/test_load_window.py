@@ -1,0 +1,102 @@
+"""A replica's load window: the mean batch while busy, and busy seconds (pure bookkeeping, virtual time)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gateway.upstream.load import LoadWindow, average_batch
+
+
+def test_one_call_at_a_time_is_batch_one_however_long_the_pauses() -> None:
+    window = LoadWindow(0.0)
+    t = 0.0
+    for _ in range(20):
+        window.begin(t)
+        t += 0.8
+        window.end(t)
+        t += random.Random(int(t * 10)).uniform(0.1, 2.0)  # pauses of any length
+    assert average_batch([window], t, 60) == pytest.approx(1.0)
+    assert window.integrals(t, 60)[1] == pytest.approx(16.0)  # 20 x 0.8 s busy
+
+
+def test_overlapping_calls_average_over_busy_time_only() -> None:
+    window = LoadWindow(0.0)
+    window.begin(1.0)
+    window.begin(2.0)  # two running from 2 to 3
+    window.end(3.0)
+    window.end(4.0)  # busy 1..4: 3 s, 4 sequence-seconds
+    assert average_batch([window], 50.0, 60) == pytest.approx(4 / 3)
+    assert average_batch([window], 100.0, 60) is None  # idle throughout the last minute
+    assert window.busy_seconds(0, 10, 10.0) == pytest.approx(3.0)
+    assert window.busy_seconds(2, 3, 10.0) == pytest.approx(1.0)
+
+
+def test_the_engine_adds_what_other_gateways_run_and_takes_off_what_waits_in_its_queue() -> None:
+    window = LoadWindow(0.0)
+    window.begin(0.0)
+    window.engine_reading(running=5, waiting=0, now=0.0)  # four from elsewhere
+    assert window.running == 5
+    window.end(10.0)
+    assert window.running == 4  # the others are held until the next reading
+    window.engine_reading(running=0, waiting=0, now=20.0)
+    assert average_batch([window], 20.0, 60) == pytest.approx((5 * 10 + 4 * 10) / 20)
+    queued = LoadWindow(0.0)
+    for _ in range(8):
+        queued.begin(0.0)
+    queued.engine_reading(running=6, waiting=2, now=0.0)  # two of ours wait in its queue
+    assert queued.running == 6
+
+
+def test_several_replicas_are_weighted_by_their_busy_time() -> None:
+    a, b = LoadWindow(0.0), LoadWindow(0.0)
+    a.begin(0.0)
+    a.end(10.0)  # batch 1 for 10 s
+    for _ in range(3):
+        b.begin(0.0)
+    for _ in range(3):
+        b.end(1.0)  # batch 3 for 1 s
+    assert average_batch([a, b], 10.0, 60) == pytest.approx(13 / 11)
+
+
+def test_old_buckets_leave_the_window_and_are_dropped() -> None:
+    window = LoadWindow(0.0)
+    for _ in range(10):
+        window.begin(0.0)
+    for _ in range(10):
+        window.end(5.0)
+    window.begin(100.0)
+    window.end(101.0)
+    assert average_batch([window], 101.0, 60) == pytest.approx(1.0)
+    window.begin(400.0)
+    window.end(400.5)
+    assert len(window._buckets) <= 2
+
+
+def test_an_engine_without_metrics_is_said_once_and_asked_again_only_every_minute(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from gateway.config import BackendConfig
+    from gateway.upstream.pool import METRICS_ABSENT_RETRY_S, Backend, _poll_replica
+    from gateway.upstream.transport import MockResponse, MockTransport
+
+    answers = {"status": 404, "body": b"not found"}
+
+    async def engine(url: str, body: bytes) -> MockResponse:
+        return MockResponse(answers["status"], [answers["body"]])
+
+    backend = Backend(BackendConfig(name="llama", kind="llamacpp", urls=["http://u:p@llama:8080/v1"]), MockTransport(engine))
+    replica = backend.replicas[0]
+    with caplog.at_level("INFO", logger="tollgate.upstream"):
+        asyncio.run(_poll_replica(backend, replica))
+        asyncio.run(_poll_replica(backend, replica))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "no engine metrics" in said[0] and "in flight" in said[0] and "u:p@" not in said[0]
+    assert replica.metrics_absent and replica.metrics_due > 0.9 * METRICS_ABSENT_RETRY_S
+    answers.update(status=200, body=b"vllm:num_requests_running 3\nvllm:num_requests_waiting 1\n")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tollgate.upstream"):
+        asyncio.run(_poll_replica(backend, replica))
+    assert not replica.metrics_absent and "metrics found" in caplog.records[0].getMessage()
+    assert replica.window.running == 3  # the engine holds 4 (none of them ours), 1 of them queued
