@@ -54,15 +54,14 @@ def main() -> None:
     for backend in pool.backends.values():  # a minute of traffic in every replica's window
         window = backend.replicas[0].window
         for second in range(61):
-            window.begin(now - 61 + second)
-            window.end(now - 60.5 + second)
+            window.end(window.begin(now - 61 + second), now - 60.5 + second)
     replica = pool.backends["moe"].replicas[0]
-    served = Served("mix", "moe", "mix", replica, USAGE)
+    served = Served("mix", "moe", "mix", replica, USAGE, 12.5)
     cases = {
         "self-hosted dense (70B, TP4), at batch 48": lambda: billing.price("gpu", "big", USAGE, 48),
         "self-hosted MoE (Mixtral, TP2), at batch 48": lambda: billing.price("moe", "mix", USAGE, 48),
         "API price table": lambda: billing.price("api", "gpt-4o-mini", USAGE, None),
-        "price_calls: MoE call, batches from both load windows": lambda: billing.price_calls((served,)),
+        "price_calls: MoE call at its own batch, flagship from its load window": lambda: billing.price_calls((served,)),
     }
     print("| call | p50 us | p99 us |\n|---|---:|---:|")
     for name, fn in cases.items():

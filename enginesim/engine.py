@@ -1,7 +1,8 @@
 """A continuous-batching engine in miniature: queue, running batch, KV capacity, prefix cache.
 
 Like vLLM's scheduler it admits waiting sequences while the batch has room (sequence slots and
-KV-cache tokens), prefills them, then advances every running sequence by one token per step.
+KV-cache tokens), prefills them within the running batch's step (chunked prefill), then advances
+every running sequence by one token per step.
 A step's duration comes from a timing model (the pricing package's roofline model for the
 presets), so time to first token grows with prompt length and queueing, and inter-token time
 grows with the running batch. ``time_scale`` shrinks all
@@ -18,9 +19,13 @@ from typing import Protocol
 
 from .textgen import Plan, TokenOut
 
+MAX_DEBT_S = 0.05
+
 
 class TimingModel(Protocol):
     def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
+
+    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
 
     def decode_step_seconds(self, batch: int, mean_context: float) -> float: ...
 
@@ -39,6 +44,9 @@ class LinearTiming:
     step_per_context_token_s: float = 2e-8
 
     def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float:
+        return new_tokens / self.prefill_tokens_per_s
+
+    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float:
         return new_tokens / self.prefill_tokens_per_s
 
     def decode_step_seconds(self, batch: int, mean_context: float) -> float:
@@ -116,6 +124,7 @@ class Engine:
         self.max_num_seqs = max_num_seqs
         self.kv_capacity_tokens = kv_capacity_tokens
         self.time_scale = time_scale
+        self._step_due = 0.0  # when the current step ends, on the loop's clock (0: idle)
         self.prefix_cache = PrefixCache(block_size, kv_capacity_tokens // block_size)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -156,6 +165,7 @@ class Engine:
             if not self.running and not self.waiting:
                 self._wake.clear()
                 await self._wake.wait()
+                self._step_due = 0.0
                 continue
             admitted = self._admit()
             decoding = [s for s in self.running if s not in admitted]
@@ -183,13 +193,16 @@ class Engine:
         return admitted
 
     def _step_seconds(self, admitted: list[Sequence], decoding: list[Sequence]) -> float:
-        seconds = sum(
-            self.timing.prefill_seconds(len(s.prompt) - s.cached_tokens, s.cached_tokens) for s in admitted
-        )
-        if decoding:
-            mean_context = sum(s.context for s in decoding) / len(decoding)
-            seconds += self.timing.decode_step_seconds(len(decoding), mean_context)
-        return seconds
+        """One step. Like vLLM's chunked prefill, new prompts ride along with the running batch's
+        decode step, adding their compute; an engine with nothing to decode reads the weights for
+        the first prefill on its own. (This is the pricing model's own accounting of a call.)"""
+        prefills = [(len(s.prompt) - s.cached_tokens, s.cached_tokens) for s in admitted]
+        if not decoding:
+            first, rest = (prefills[0], prefills[1:]) if prefills else ((0, 0), [])
+            return self.timing.prefill_seconds(*first) + sum(self.timing.prefill_compute_seconds(*p) for p in rest)
+        mean_context = sum(s.context for s in decoding) / len(decoding)
+        return (self.timing.decode_step_seconds(len(decoding), mean_context)
+                + sum(self.timing.prefill_compute_seconds(*p) for p in prefills))
 
     def _emit(self, sequence: Sequence) -> None:
         if sequence.aborted:
@@ -202,4 +215,12 @@ class Engine:
             sequence.out.put_nowait(None)
 
     async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds * self.time_scale if self.time_scale > 0 else 0)
+        """Sleep until the step's due time: steps follow each other on the model's clock, so the
+        event loop's lateness (a millisecond a step on a busy machine) does not add up over a
+        stream. Lateness beyond MAX_DEBT_S is forgiven rather than caught up in a burst."""
+        if self.time_scale <= 0:
+            await asyncio.sleep(0)
+            return
+        now = asyncio.get_running_loop().time()
+        self._step_due = max(self._step_due, now - MAX_DEBT_S) + seconds * self.time_scale
+        await asyncio.sleep(max(self._step_due - now, 0.0))

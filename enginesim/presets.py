@@ -23,6 +23,9 @@ class RooflineTiming:
     def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float:
         return roofline.prefill_seconds(self.deployment, new_tokens, cached_tokens)
 
+    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float:
+        return roofline.prefill_compute_seconds(self.deployment, new_tokens, cached_tokens)
+
     def decode_step_seconds(self, batch: int, mean_context: float) -> float:
         return roofline.decode_step_seconds(self.deployment, batch, mean_context)
 

@@ -142,5 +142,5 @@ def _parts(served: tuple[Served, ...], price: Price | None) -> list[Part]:
     """Each upstream call's own tokens and cost, when a call made several (reports split them)."""
     if len(served) < 2 or price is None or len(price.parts) != len(served):
         return []
-    return [Part(s.model, tokens.usage_count(s.usage, "prompt_tokens"), tokens.cached_tokens(s.usage),
+    return [Part(s.model, s.backend, tokens.usage_count(s.usage, "prompt_tokens"), tokens.cached_tokens(s.usage),
                  tokens.usage_count(s.usage, "completion_tokens"), cost) for s, cost in zip(served, price.parts, strict=True)]

@@ -157,7 +157,7 @@ class PricingConfig(_Strict):
     models: list[dict] = Field(default_factory=list)  # extra architectures (fields as pricing/data/models.json)
     flagship: str | None = None  # public model for the "flagship only" counterfactual; default: tier flagship
     metrics_poll_s: float = Field(1.0, gt=0)  # engines' /metrics: their running sequences and queues
-    # A self-hosted call is priced at its replica's mean batch while busy over this window.
+    # The flagship counterfactual is priced at the flagship's mean batch while busy over this window.
     load_window_s: float = Field(60.0, ge=1, le=170)
 
 

@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from .config import ENGINE_KINDS, Settings
 from .pipeline import Pipeline
+from .stages.accounting.metering import meter_forever
 from .stages.accounting.service import Accounting
 from .stages.auth import Authenticator
 from .stages.cache import ResponseCache
@@ -75,6 +76,10 @@ class GatewayState:
         engines = [b for b in self.pool.backends.values() if b.config.kind in ENGINE_KINDS]
         if engines:
             self._tasks.append(loop.create_task(poll_engines(engines, self.settings.pricing.metrics_poll_s)))
+        if any(self.pricing.usd_per_replica_hour(name) is not None for name in self.pool.backends):
+            ledger = self.accounting.ledger
+            self._tasks.append(loop.create_task(meter_forever(self.accounting.scripts, self.pool, self.pricing,
+                                                              ledger.aggregate_ttl_s)))
         if self.settings.router is not None:
             self._tasks.append(loop.create_task(self.router.refresh_forever()))
         self._tasks.append(loop.create_task(self.accounting.ledger.replay_forever()))

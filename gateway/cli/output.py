@@ -12,7 +12,8 @@ def print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool = F
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    widths = {c: max([len(c), *(len(str(r.get(c, ""))) for r in rows)]) for c in columns}
+    cells = [{c: "-" if r.get(c) is None else str(r.get(c, "")) for c in columns} for r in rows]
+    widths = {c: max([len(c), *(len(r[c]) for r in cells)]) for c in columns}
     typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    for row in cells:
+        typer.echo("  ".join(row[c].ljust(widths[c]) for c in columns))

@@ -21,13 +21,17 @@ _KEY = typer.Option(..., "--key", envvar=["TOLLGATE_API_KEY", "TOLLGATE_ADMIN_KE
 _TABLE_COLUMNS = ["group", "requests", "errors", "rejected", "prompt_tokens", "completion_tokens", "cost_usd",
                   "flagship_only_usd", "savings_usd", "cache_savings_usd", "escalation_rate"]
 
+_BACKEND_COLUMNS = ["group", "replica_hours", "bill_usd", "attributed_usd", "idle_usd", "utilization", "busy_share",
+                    "planned_utilization", "requests"]
+
 
 def report(
     tenant: str | None = typer.Option(None, help="Tenant (admin keys; default: all tenants)."),
     since: str | None = typer.Option(None, help="Period back from --to: 7d, 2w, 48h (default 30 days)."),
     start: str | None = typer.Option(None, "--from", help="First UTC day, YYYY-MM-DD."),
     end: str | None = typer.Option(None, "--to", help="Last UTC day, YYYY-MM-DD (default today)."),
-    by: str = typer.Option("day", "--by", help="Group by day, model, key or route."),
+    by: str = typer.Option("day", "--by", help="Group by day, model, key or route; admin keys also backend "
+                           "(GPU bill, attributed cost, idle capacity and utilization per deployment)."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
     url: str = URL,
     key: str = _KEY,
@@ -44,7 +48,8 @@ def report(
         typer.echo(report_csv(body), nl=False)
     else:
         typer.echo(f"{body['tenant'] or 'all tenants'}: {body['from']} to {body['to']} (UTC), by {body['group_by']}")
-        print_rows([*body["groups"], {"group": "total", **body["totals"]}], _TABLE_COLUMNS)
+        columns = _BACKEND_COLUMNS if body["group_by"] == "backend" else _TABLE_COLUMNS
+        print_rows([*body["groups"], {"group": "total", **body["totals"]}], columns)
 
 
 def _limit_payload(rpm: int | None, tpm: int | None, daily: float | None, monthly: float | None) -> dict:

@@ -2,12 +2,12 @@
 what the flagship alone would have cost for the same answer.
 
 The pricer for each (backend, upstream model) is derived from the config once. A self-hosted call
-is priced at its replica's operating point: the mean batch while busy over the last
-``pricing.load_window_s`` (``upstream/load.py``), and the call's own context (each call pays for
-reading its own KV cache). The flagship counterfactual is priced by the same rule at the
-flagship's own mean batch; while the flagship has been idle for the whole window, at the batch
-the call itself ran at (the same traffic would have run there). Idle time is not in any price: it
-is reported as the deployment's idle capacity.
+is priced at its own operating point: the mean batch it ran in on its replica over its own time
+there (``upstream/load.py``), and its own context (each call pays for reading its own KV cache).
+The flagship counterfactual is priced by the same rule at the flagship's mean batch while busy
+over the last ``pricing.load_window_s``; while the flagship has been idle for the whole window,
+at the batch the call itself ran at (the same traffic would have run there). Idle time is not in
+any price: it is reported as the deployment's idle capacity.
 
 Self-hosted backends with a ``deployment`` are priced by the roofline model; API backends by
 their ``prices``, the top-level ``pricing.prices``, or imported LiteLLM price files. A call no
@@ -107,6 +107,11 @@ class Pricing:
                 for model in settings.models for target in model.targets
                 if self.pricer(target.backend, target.model or model.name) is None]
 
+    def usd_per_replica_hour(self, backend: str) -> float | None:
+        """What one replica of a self-hosted backend costs per hour, busy or not (None: not self-hosted)."""
+        pricing = self._self_hosted.get(backend)
+        return pricing.usd_per_gpu_hour * pricing.deployment.gpus if pricing else None
+
     def pricer(self, backend: str, upstream_model: str) -> Pricer | None:
         if backend in self._self_hosted:
             return self._self_hosted[backend]
@@ -149,10 +154,6 @@ class Pricing:
             flagship = flagship_pricer.cost(normalized, point)
         return Price(cost, flagship, source)
 
-    def batch_of(self, served: Served) -> float | None:
-        """The mean batch while busy of the replica that served a call, over the pricing window."""
-        return average_batch([served.replica.window], time.monotonic(), self._window_s)
-
     def price_calls(self, calls: Sequence[Served]) -> Price:
         """What a call cost: every upstream call it made (a cascade that escalated pays for both),
         and the flagship counterfactual for the answer that was returned (the last call)."""
@@ -167,4 +168,9 @@ class Pricing:
         return Price(sum(earlier) + price.cost_usd, price.flagship_cost_usd, price.source, (*earlier, price.cost_usd))
 
     def _batch(self, served: Served) -> float | None:
-        return self.batch_of(served) if served.backend in self._self_hosted else None
+        """The batch a self-hosted call ran in; for one that did not say, its replica's recent mean."""
+        if served.backend not in self._self_hosted:
+            return None
+        if served.batch is not None:
+            return served.batch
+        return average_batch([served.replica.window], time.monotonic(), self._window_s)

@@ -27,6 +27,7 @@ from wire.texts import answer_text
 from .. import metrics
 from ..errors import APIError
 from ..logs import Warnings
+from .load import Stint
 from .pool import Replica, Route, Target, UpstreamPool
 from .transport import ConnectFailed, ReadTimedOut, StreamBroken, TransportError, UpstreamResponse
 
@@ -92,6 +93,7 @@ class Served:
     upstream_model: str
     replica: Replica
     usage: dict[str, Any]
+    batch: float | None = None  # the mean batch it ran in on its replica (load.py): its price's operating point
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +126,9 @@ class UpstreamStream:
     """An upstream stream whose first event has been read. Events can be read one at a time and
     pushed back (the cascade holds some back to judge them); ``close`` ends the upstream request."""
 
-    def __init__(self, response: UpstreamResponse, route: Route, target: Target, replica: Replica,
+    def __init__(self, response: UpstreamResponse, route: Route, target: Target, replica: Replica, stint: Stint,
                  events: AsyncIterator[sse.Event], first: sse.Event, upstream_seconds: float) -> None:
-        self.route, self.target, self.replica = route, target, replica
+        self.route, self.target, self.replica, self._stint = route, target, replica, stint
         self.upstream_seconds = upstream_seconds
         self._response = response
         self._events = events
@@ -143,14 +145,15 @@ class UpstreamStream:
         self._buffer.extendleft(reversed(events))
 
     def served(self, usage: dict[str, Any]) -> Served:
-        return Served(self.route.model, self.target.backend.name, self.target.upstream_model, self.replica, usage)
+        return Served(self.route.model, self.target.backend.name, self.target.upstream_model, self.replica, usage,
+                      self.replica.mean_running(self._stint))
 
     def close(self) -> None:
         """Close the upstream request (if the engine is still generating, it stops); idempotent."""
         if not self._closed:
             self._closed = True
             self._response.close()
-            self.replica.end()
+            self.replica.end(self._stint)
 
 
 Attempt = Callable[[Target, Replica, bytes], Awaitable[_T]]
@@ -166,19 +169,19 @@ class Forwarder:
         """The first whole answer that is not a retryable failure; raises UpstreamError otherwise."""
         started = time.perf_counter()
 
-        async def attempt(target: Target, replica: Replica, payload: bytes) -> tuple[int, bytes]:
-            response = await self._post(target, replica, endpoint, payload, request_id)
+        async def attempt(target: Target, replica: Replica, payload: bytes) -> tuple[int, bytes, float]:
+            response, stint = await self._post(target, replica, endpoint, payload, request_id)
             try:
                 raw = await response.read()
             except TransportError:
                 response.close()
                 raise
             finally:
-                replica.end()
+                replica.end(stint)
             response.release()
-            return response.status, raw
+            return response.status, raw, replica.mean_running(stint)
 
-        (status, raw), target, replica = await self._walk(route, endpoint, body, prefer, deadline_s, additions, attempt)
+        (status, raw, batch), target, replica = await self._walk(route, endpoint, body, prefer, deadline_s, additions, attempt)
         upstream_seconds = time.perf_counter() - started
         metrics.UPSTREAM_TTFB_SECONDS.labels(target.backend.name).observe(upstream_seconds)
         if status != 200:
@@ -192,7 +195,7 @@ class Forwarder:
         answer["model"] = route.model
         if not isinstance(answer.get("usage"), dict) or not answer["usage"]:  # some engines omit it: estimate
             answer["usage"] = tokens.estimated_usage(body, tokens.count(answer_text(answer)))
-        served = Served(route.model, target.backend.name, target.upstream_model, replica, answer["usage"])
+        served = Served(route.model, target.backend.name, target.upstream_model, replica, answer["usage"], batch)
         return Reply(answer, served, upstream_seconds)
 
     async def open_stream(self, route: Route, endpoint: str, body: dict[str, Any], request_id: str,
@@ -202,28 +205,28 @@ class Forwarder:
         started = time.perf_counter()
 
         async def attempt(target: Target, replica: Replica, payload: bytes) -> UpstreamStream | tuple[int, bytes]:
-            response = await self._post(target, replica, endpoint, payload, request_id)
+            response, stint = await self._post(target, replica, endpoint, payload, request_id)
             if response.status != 200:
                 try:
                     raw = await response.read()
                 except TransportError:
                     raw = b""
                 finally:
-                    replica.end()
+                    replica.end(stint)
                 response.release()
                 return response.status, raw
             events = sse.iter_events(sse.iter_lines(response.chunks()))
             try:
                 first = await anext(events)
             except StopAsyncIteration:
-                replica.end()
+                replica.end(stint)
                 response.close()
                 raise StreamBroken("stream ended before its first event") from None
             except TransportError:
-                replica.end()
+                replica.end(stint)
                 response.close()
                 raise
-            return UpstreamStream(response, route, target, replica, events, first, time.perf_counter() - started)
+            return UpstreamStream(response, route, target, replica, stint, events, first, time.perf_counter() - started)
 
         opened, target, replica = await self._walk(route, endpoint, body, prefer, deadline_s, additions, attempt)
         if isinstance(opened, tuple):
@@ -238,22 +241,22 @@ class Forwarder:
         self._failure_log.failed(stream.target.backend.name, stream.replica.shown_url, ReadTimedOut("stalled mid-answer"))
 
     async def _post(self, target: Target, replica: Replica, endpoint: str, payload: bytes,
-                    request_id: str) -> UpstreamResponse:
+                    request_id: str) -> tuple[UpstreamResponse, Stint]:
         """Send one attempt; a retryable status is a TransportError. The replica counts the request
-        in flight from here until the caller has read (or abandoned) the answer."""
+        in flight from here until the caller has read (or abandoned) the answer (``end(stint)``)."""
         backend = target.backend
-        replica.begin()
+        stint = replica.begin()
         try:
             response = await backend.transport.post(replica.url + endpoint, payload,
                                                      {**backend.headers, "x-request-id": request_id})
         except BaseException:
-            replica.end()
+            replica.end(stint)
             raise
         if response.status in RETRYABLE_STATUS:
-            replica.end()
+            replica.end(stint)
             response.release()
             raise TransportError(f"HTTP {response.status}")
-        return response
+        return response, stint
 
     async def _walk(self, route: Route, endpoint: str, body: dict[str, Any], prefer: Replica | None, deadline_s: float,
                     additions: Additions, attempt: Attempt[_T]) -> tuple[_T, Target, Replica]:

@@ -1,9 +1,8 @@
-"""How busy a replica has been: time integrals of its running sequences, over a sliding window.
+"""How busy a replica is: the time integral of its running sequences.
 
-Pricing needs a self-hosted replica's operating point: how many sequences share its decode steps.
+Pricing needs a self-hosted call's operating point: how many sequences shared its decode steps.
 One reading is noise (a poll that happens to catch a call, or to miss it, moved prices 14x), so
-each replica keeps ``LoadWindow``: the time integral of running sequences, and of the time
-anything was running, in one-second buckets. Two sources feed it:
+each replica integrates its running sequences over time. Two sources feed it:
 
 - this gateway's own requests in flight on the replica, exact (``begin`` and ``end`` at every send
   and answer): all an engine without metrics (llama-cpp-python's server) can give;
@@ -11,17 +10,34 @@ anything was running, in one-second buckets. Two sources feed it:
   gateway's requests (other gateways, other workers) is added, and what waits in its queue rather
   than running is taken off, both held until the next reading.
 
-The operating point is the average batch *while busy*: the running integral over the busy
-integral. Idle time does not lower it: the deployment's idle time is reported as idle capacity
-(``busy_seconds`` over a metering slot), not spread over the calls that were served.
+Three readings come out of it:
+
+- ``mean_running(stint)``: a call's own mean batch, the integral over its own time on the replica
+  divided by that time. A call is priced at it: exact whatever came and went meanwhile, so
+  identical calls at the same load cost the same, and prices add up to the busy time (a trailing
+  average does not: it overcharges every call while load ramps up).
+- ``integrals`` over a window (one-second buckets): the mean batch *while busy*, the flagship
+  counterfactual's operating point (the flagship did not run the call).
+- ``busy_seconds``: the time anything ran, for the idle-capacity report (``metering.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 KEEP_S = 180  # buckets kept: the pricing window and the metering slots look back less than this
+
+
+@dataclass
+class Stint:
+    """One request's time on a replica: the running integral when it began, and when it ended."""
+
+    started: float
+    area_at_start: float
+    ended: float | None = None
+    area_at_end: float = 0.0
 
 
 class LoadWindow:
@@ -30,6 +46,7 @@ class LoadWindow:
         self._foreign = 0.0  # what the engine holds beyond them, as of its last reading
         self._queued = 0.0  # what waits in the engine's queue, as of its last reading
         self._since = now
+        self._area = 0.0  # sequence-seconds run since creation: a request's own mean batch is a difference
         self._buckets: deque[list[float]] = deque()  # [second, running integral, busy integral]
         self._settled: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # integrals' cache
 
@@ -39,13 +56,25 @@ class LoadWindow:
         held = self.own + self._foreign
         return max(held - self._queued, 1.0) if held > 0 else 0.0
 
-    def begin(self, now: float) -> None:
+    def begin(self, now: float) -> Stint:
         self._advance(now)
         self.own += 1
+        return Stint(now, self._area)
 
-    def end(self, now: float) -> None:
+    def end(self, stint: Stint, now: float) -> None:
         self._advance(now)
         self.own -= 1
+        stint.ended, stint.area_at_end = now, self._area
+
+    def mean_running(self, stint: Stint, now: float) -> float:
+        """The mean batch a request ran in over its own time on the replica (itself included): the
+        batch its decode steps were shared with, exactly, whatever came and went meanwhile."""
+        if stint.ended is None:
+            self._advance(now)
+            end, area = now, self._area
+        else:
+            end, area = stint.ended, stint.area_at_end
+        return (area - stint.area_at_start) / (end - stint.started) if end > stint.started else max(self.running, 1.0)
 
     def engine_reading(self, running: float, waiting: float, now: float) -> None:
         """The engine says it runs ``running`` sequences now and has ``waiting`` queued."""
@@ -84,6 +113,7 @@ class LoadWindow:
         if now <= t:
             return
         if value > 0:
+            self._area += value * (now - t)
             while t < now:
                 second = math.floor(t)
                 until = min(now, second + 1.0)

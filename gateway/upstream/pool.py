@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..config import BackendConfig, Settings
 from ..errors import APIError
 from .engine_metrics import EngineLoad, metrics_url, parse_engine_metrics
-from .load import LoadWindow, average_batch
+from .load import LoadWindow, Stint, average_batch
 from .transport import AiohttpTransport, Transport, TransportError
 
 log = logging.getLogger("tollgate.upstream")
@@ -51,11 +51,15 @@ class Replica:
         """This worker's requests on it, from send until the answer is read (or abandoned)."""
         return self.window.own
 
-    def begin(self) -> None:
-        self.window.begin(time.monotonic())
+    def begin(self) -> Stint:
+        return self.window.begin(time.monotonic())
 
-    def end(self) -> None:
-        self.window.end(time.monotonic())
+    def end(self, stint: Stint) -> None:
+        self.window.end(stint, time.monotonic())
+
+    def mean_running(self, stint: Stint) -> float:
+        """The mean batch a request ran in on this replica (so far, if it still runs)."""
+        return self.window.mean_running(stint, time.monotonic())
 
     def is_up(self, now: float) -> bool:
         return self.down_until <= now

@@ -149,12 +149,12 @@ def test_the_record_script_adds_exactly_the_reference_aggregates(valkey: str, tm
         tenant = f"agg-{time.time_ns()}"
         ledger = _ledger(redis, tmp_path, valkey)
         plain = CallRecord(f"{tenant}-1", time.time(), tenant, "k9", "/chat/completions", "auto", model="cheap",
-                           route="router", prompt_tokens=12, cached_tokens=4, completion_tokens=7, cost_usd=0.0125,
+                           backend="small", route="router", prompt_tokens=12, cached_tokens=4, completion_tokens=7, cost_usd=0.0125,
                            flagship_cost_usd=0.05)
         escalated = CallRecord(f"{tenant}-2", time.time(), tenant, "k9", "/chat/completions", "cascade", model="flagship",
                                route="cascade", prompt_tokens=24, completion_tokens=19, cost_usd=0.03,
                                flagship_cost_usd=0.02, escalated=True,
-                               parts=[Part("cheap", 12, 0, 7, 0.01), Part("flagship", 12, 0, 12, 0.02)])
+                               parts=[Part("cheap", "small", 12, 0, 7, 0.01), Part("flagship", "large", 12, 0, 12, 0.02)])
         failed = CallRecord(f"{tenant}-3", time.time(), tenant, "k8", "/chat/completions", "cheap", routed_model="cheap",
                             status=502, error_code="upstream_unavailable")
         expected: dict[str, int] = {}
@@ -165,6 +165,8 @@ def test_the_record_script_adds_exactly_the_reference_aggregates(valkey: str, tm
         stored = await redis.hgetall(aggregate_key(tenant, periods.day_label(plain.ts)))
         assert {k.decode(): int(v) for k, v in stored.items()} == expected
         assert expected["model|cheap|req"] == 3 and expected["model|cheap|esc"] == 1 and expected["model|cheap|err"] == 1
+        assert expected["backend|small|cost"] == 22_500_000 and expected["backend|large|cost"] == 20_000_000
+        assert expected["backend|small|req"] == 2 and "backend||req" not in expected  # the failed call ran nowhere
         await redis.aclose()
 
     asyncio.run(run())

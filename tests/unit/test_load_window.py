@@ -13,9 +13,10 @@ def test_one_call_at_a_time_is_batch_one_however_long_the_pauses() -> None:
     window = LoadWindow(0.0)
     t = 0.0
     for _ in range(20):
-        window.begin(t)
+        stint = window.begin(t)
         t += 0.8
-        window.end(t)
+        window.end(stint, t)
+        assert window.mean_running(stint, t + 5) == pytest.approx(1.0)
         t += random.Random(int(t * 10)).uniform(0.1, 2.0)  # pauses of any length
     assert average_batch([window], t, 60) == pytest.approx(1.0)
     assert window.integrals(t, 60)[1] == pytest.approx(16.0)  # 20 x 0.8 s busy
@@ -23,10 +24,12 @@ def test_one_call_at_a_time_is_batch_one_however_long_the_pauses() -> None:
 
 def test_overlapping_calls_average_over_busy_time_only() -> None:
     window = LoadWindow(0.0)
-    window.begin(1.0)
-    window.begin(2.0)  # two running from 2 to 3
-    window.end(3.0)
-    window.end(4.0)  # busy 1..4: 3 s, 4 sequence-seconds
+    first = window.begin(1.0)
+    second = window.begin(2.0)  # two running from 2 to 3
+    window.end(first, 3.0)
+    window.end(second, 4.0)  # busy 1..4: 3 s, 4 sequence-seconds
+    assert window.mean_running(first, 9.0) == pytest.approx(3 / 2)  # 1 s alone, 1 s with the second
+    assert window.mean_running(second, 9.0) == pytest.approx(3 / 2)
     assert average_batch([window], 50.0, 60) == pytest.approx(4 / 3)
     assert average_batch([window], 100.0, 60) is None  # idle throughout the last minute
     assert window.busy_seconds(0, 10, 10.0) == pytest.approx(3.0)
@@ -35,42 +38,50 @@ def test_overlapping_calls_average_over_busy_time_only() -> None:
 
 def test_the_engine_adds_what_other_gateways_run_and_takes_off_what_waits_in_its_queue() -> None:
     window = LoadWindow(0.0)
-    window.begin(0.0)
+    ours = window.begin(0.0)
     window.engine_reading(running=5, waiting=0, now=0.0)  # four from elsewhere
     assert window.running == 5
-    window.end(10.0)
+    window.end(ours, 10.0)
+    assert window.mean_running(ours, 10.0) == pytest.approx(5.0)
     assert window.running == 4  # the others are held until the next reading
     window.engine_reading(running=0, waiting=0, now=20.0)
     assert average_batch([window], 20.0, 60) == pytest.approx((5 * 10 + 4 * 10) / 20)
     queued = LoadWindow(0.0)
     for _ in range(8):
-        queued.begin(0.0)
+        queued.begin(0.0)  # never ended: only the count matters here
     queued.engine_reading(running=6, waiting=2, now=0.0)  # two of ours wait in its queue
     assert queued.running == 6
 
 
+def test_a_call_is_priced_at_the_batch_it_shared_whatever_came_before_or_after() -> None:
+    """A trailing average would price the first calls of a burst at the idle minute before it."""
+    window = LoadWindow(0.0)
+    window.end(window.begin(0.0), 30.0)  # a long call alone
+    burst = [window.begin(40.0) for _ in range(8)]
+    for stint in burst:
+        window.end(stint, 41.0)
+    assert all(window.mean_running(stint, 41.0) == pytest.approx(8.0) for stint in burst)
+    late = window.begin(41.0)  # still running: its mean so far
+    assert window.mean_running(late, 41.5) == pytest.approx(1.0)
+
+
 def test_several_replicas_are_weighted_by_their_busy_time() -> None:
     a, b = LoadWindow(0.0), LoadWindow(0.0)
-    a.begin(0.0)
-    a.end(10.0)  # batch 1 for 10 s
-    for _ in range(3):
-        b.begin(0.0)
-    for _ in range(3):
-        b.end(1.0)  # batch 3 for 1 s
+    a.end(a.begin(0.0), 10.0)  # batch 1 for 10 s
+    stints = [b.begin(0.0) for _ in range(3)]
+    for stint in stints:
+        b.end(stint, 1.0)  # batch 3 for 1 s
     assert average_batch([a, b], 10.0, 60) == pytest.approx(13 / 11)
 
 
 def test_old_buckets_leave_the_window_and_are_dropped() -> None:
     window = LoadWindow(0.0)
-    for _ in range(10):
-        window.begin(0.0)
-    for _ in range(10):
-        window.end(5.0)
-    window.begin(100.0)
-    window.end(101.0)
+    stints = [window.begin(0.0) for _ in range(10)]
+    for stint in stints:
+        window.end(stint, 5.0)
+    window.end(window.begin(100.0), 101.0)
     assert average_batch([window], 101.0, 60) == pytest.approx(1.0)
-    window.begin(400.0)
-    window.end(400.5)
+    window.end(window.begin(400.0), 400.5)
     assert len(window._buckets) <= 2
 
 

@@ -23,7 +23,7 @@ from ...store.fast_redis import ScriptRunner
 from ...store.redis import as_text
 from .limits import admission_key, holds_key, recorded_key
 from .periods import day_label
-from .record import CallRecord, metric_amounts, model_rows
+from .record import CallRecord, dimension_rows, metric_amounts
 from .scripts import RECORD
 from .spool import Spool, locked_lines
 
@@ -73,10 +73,10 @@ class Ledger:
         args: list = [record.to_json(), self.dedupe_ttl_s, self.max_records, self.aggregate_ttl_s,
                       record.key_id or "-", record.route, len(amounts)]
         args += [part for pair in amounts.items() for part in pair]
-        rows = model_rows(record)
+        rows = dimension_rows(record)
         args.append(len(rows))
-        for model, counted in rows:
-            args += [model, -1] if counted is None else [model, len(counted), *(x for pair in counted.items() for x in pair)]
+        for row, counted in rows:
+            args += [row, -1] if counted is None else [row, len(counted), *(x for pair in counted.items() for x in pair)]
         args += [part for s in settle for part in s[1:]]
         args.append(record.request_id)
         try:

@@ -24,7 +24,7 @@ def observe_call(record: CallRecord) -> None:
     if record.ttft_ms is not None:
         metrics.TTFT_SECONDS.labels(model).observe(record.ttft_ms / 1000)
     # Each upstream call's tokens and cost under its own model (an escalated cascade ran two).
-    parts = record.parts or [Part(model, record.prompt_tokens, record.cached_tokens, record.completion_tokens, record.cost_usd)]
+    parts = record.parts or [Part(model, record.backend, record.prompt_tokens, record.cached_tokens, record.completion_tokens, record.cost_usd)]
     for part in parts:
         if part.prompt_tokens or part.completion_tokens:
             metrics.TOKENS.labels(record.tenant, part.model, "prompt").inc(part.prompt_tokens)

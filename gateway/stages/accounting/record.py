@@ -1,14 +1,15 @@
 """One ledger record per call, and the aggregate counters it adds to (pure functions).
 
 Aggregates are kept per tenant and UTC day as a Redis hash whose fields are
-``<dimension>|<value>|<metric>``: dimensions ``all``, ``model``, ``key`` and ``route``, so a report
+``<dimension>|<value>|<metric>``: dimensions ``all``, ``model``, ``key``, ``route`` and ``backend``, so a report
 over any period and grouping reads one hash per day and never scans raw records. Only values the
 gateway controls (configured model names, key ids, route kinds) become field names: a client can
 never grow a tenant's aggregates with made-up model names.
 
 A call that ran two models (an escalated cascade) counts in both model rows, each with its own
 tokens and cost; the model escalated past counts the escalation. A failed call counts in the row
-of the model it was routed to.
+of the model it was routed to. Backend rows mirror the model rows: each upstream call counts where
+it ran (the cost attributed to a deployment, beside its GPU bill in the backend report).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Part:
     """One upstream call of a call that made several: its model, tokens and cost."""
 
     model: str
+    backend: str = ""  # where it ran (records written before backends were kept have none)
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
@@ -141,9 +143,18 @@ def model_rows(record: CallRecord) -> list[tuple[str, dict[str, int] | None]]:
     return rows
 
 
+def dimension_rows(record: CallRecord) -> list[tuple[str, dict[str, int] | None]]:
+    """The model rows, and the same rows by the backend each call ran on (none for calls that
+    reached no backend: cache hits, rejections)."""
+    rows = model_rows(record)
+    backends = [part.backend for part in record.parts] if len(record.parts) >= 2 else [record.backend]
+    return [*((f"model|{model}", counted) for model, counted in rows),
+            *((f"backend|{backend}", counted) for backend, (_, counted) in zip(backends, rows, strict=True) if backend)]
+
+
 def aggregate_increments(record: CallRecord) -> list[tuple[str, int]]:
     """(field, amount) pairs the record adds to its day hash (what the record script does, spelled out)."""
     amounts = metric_amounts(record)
-    rows = [("all|*", amounts), *((f"model|{m}", amounts if a is None else a) for m, a in model_rows(record)),
+    rows = [("all|*", amounts), *((row, amounts if a is None else a) for row, a in dimension_rows(record)),
             (f"key|{record.key_id or '-'}", amounts), (f"route|{record.route}", amounts)]
     return [(f"{row}|{metric}", amount) for row, counted in rows for metric, amount in counted.items()]

@@ -1,4 +1,5 @@
-"""Cost reports from the per-day aggregates: totals, and groups by day, model, key or route.
+"""Cost reports from the per-day aggregates: totals, and groups by day, model, key or route; and
+(admins) the backend report, each self-hosted deployment's GPU bill beside what its calls absorbed.
 
 ``build_report`` is pure (day hashes in, report out) so that its arithmetic is tested without
 Redis; ``load_days`` is the one read: a pipeline of one HGETALL per tenant and day.
@@ -17,6 +18,10 @@ from .ledger import aggregate_key
 from .record import METRICS, USD_METRICS
 
 GROUPINGS = ("day", "model", "key", "route")
+BACKEND_COLUMNS = (
+    "group", "replica_hours", "bill_usd", "attributed_usd", "idle_usd", "idle_unbusy_usd", "idle_busy_usd",
+    "utilization", "busy_share", "planned_utilization", "requests", "prompt_tokens", "completion_tokens",
+)
 CSV_COLUMNS = (
     "group", "requests", "errors", "rejected", "prompt_tokens", "cached_tokens", "completion_tokens", "cost_usd",
     "flagship_only_usd", "savings_usd", "routing_savings_usd", "cache_savings_usd", "routed", "escalated",
@@ -105,11 +110,70 @@ def build_report(days: DayCounts, group_by: str, tenant: str | None, first: str,
     }
 
 
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 6) if whole > 0 else None
+
+
+def backend_row(counts: dict[str, int], meter: dict[str, int], planned: float | None) -> dict[str, float | int | None]:
+    """One deployment over a period: its bill (None for API backends, which bill per token), the
+    cost attributed to its calls, and the rest: idle capacity, split into time nothing ran and busy
+    time no price covered (the pricing model's error, network time counted as busy)."""
+    attributed = counts.get("cost", 0) / 1e9
+    seen_s, busy_s = meter.get("seen", 0) / 1000, meter.get("busy", 0) / 1000
+    bill = meter["bill"] / 1e9 if "bill" in meter else None
+    idle = unbusy = None
+    if bill is not None:
+        idle = bill - attributed
+        unbusy = bill * (1 - busy_s / seen_s) if seen_s else bill
+    return {
+        "replica_hours": round(seen_s / 3600, 6),
+        "bill_usd": None if bill is None else round(bill, 9),
+        "attributed_usd": round(attributed, 9),
+        "idle_usd": None if idle is None else round(idle, 9),
+        "idle_unbusy_usd": None if unbusy is None else round(unbusy, 9),
+        "idle_busy_usd": None if idle is None or unbusy is None else round(idle - unbusy, 9),
+        "utilization": None if bill is None else _ratio(attributed, bill),
+        "busy_share": _ratio(busy_s, seen_s),
+        "planned_utilization": planned,
+        "requests": counts.get("req", 0),
+        "prompt_tokens": counts.get("pt", 0),
+        "completion_tokens": counts.get("ct", 0),
+    }
+
+
+def build_backend_report(days: DayCounts, meter: dict[str, dict[str, dict[str, int]]], planned: dict[str, float],
+                         first: str, last: str) -> dict:
+    """Every backend that was metered or served a call in the period, biggest bill first."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    metered: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for fields in days.values():
+        for backend, values in _metrics_of(fields, "backend").items():
+            for metric, count in values.items():
+                counts[backend][metric] += count
+    for per_backend in meter.values():
+        for backend, values in per_backend.items():
+            for metric, count in values.items():
+                metered[backend][metric] += count
+    rows = [{"group": name, **backend_row(counts[name], metered[name], planned.get(name))}
+            for name in sorted(set(counts) | set(metered))]
+    rows.sort(key=lambda row: (-float(row["bill_usd"] or 0.0), -float(row["attributed_usd"] or 0.0), str(row["group"])))
+    total_counts: dict[str, int] = defaultdict(int)
+    total_meter: dict[str, int] = defaultdict(int)
+    for name in metered:  # totals over the metered (self-hosted) deployments: bill and its parts add up
+        for metric, count in counts[name].items():
+            total_counts[metric] += count
+        for metric, count in metered[name].items():
+            total_meter[metric] += count
+    return {"object": "cost_report", "tenant": None, "from": first, "to": last, "group_by": "backend",
+            "currency": "USD", "totals": backend_row(total_counts, total_meter, None), "groups": rows}
+
+
 def report_csv(report: dict) -> str:
     """One line per group, then a ``total`` line; the same numbers as the JSON report."""
+    columns = BACKEND_COLUMNS if report["group_by"] == "backend" else CSV_COLUMNS
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     for row in [*report["groups"], {"group": "total", **report["totals"]}]:
-        writer.writerow([row[column] for column in CSV_COLUMNS])
+        writer.writerow(["" if row[column] is None else row[column] for column in columns])
     return buffer.getvalue()

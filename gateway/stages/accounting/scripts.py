@@ -114,8 +114,8 @@ return out
 # KEYS: record marker, ledger stream, day aggregate, then m counters to settle, their m holds sets,
 #       and the admission marker.
 # ARGV: record JSON, record marker TTL, stream max length, aggregate TTL, the key and route values,
-#       n, n (metric, amount) pairs (added to the all, key and route rows), then the model rows
-#       (record.model_rows): their count, and per row the model, m and m (metric, amount) pairs, or
+#       n, n (metric, amount) pairs (added to the all, key and route rows), then the model and backend
+#       rows (record.dimension_rows): their count, and per row its name, m and m (metric, amount) pairs, or
 #       m = -1 for the record's own n pairs; then per counter: kind and what the call used (1 request,
 #       its tokens, its cost); then the request id. A counter the admission marker reserved is settled against its
 #       reservation; one it did not (nothing was limited, or the store was unreachable at admission)
@@ -133,7 +133,7 @@ local at = 8 + 2 * n
 local models = tonumber(ARGV[at])
 at = at + 1
 for _ = 1, models do
-  local row, m = 'model|' .. ARGV[at] .. '|', tonumber(ARGV[at + 1])
+  local row, m = ARGV[at] .. '|', tonumber(ARGV[at + 1])
   at = at + 2
   if m < 0 then
     for i = 1, n do redis.call('HINCRBY', KEYS[3], row .. ARGV[6 + 2 * i], ARGV[7 + 2 * i]) end
