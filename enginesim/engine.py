@@ -22,6 +22,18 @@ from .textgen import Plan, TokenOut
 MAX_DEBT_S = 0.05
 
 
+def step_seconds(timing: TimingModel, prefills: list[tuple[int, int]], decoding: int, decoding_context: float) -> float:
+    """One scheduler step. Like vLLM's chunked prefill, new prompts (new, cached tokens) ride along
+    with the running batch's decode step, adding their compute; an engine with nothing to decode
+    reads the weights for the first prefill on its own. (This is the pricing model's own accounting
+    of a call.) ``decoding_context`` is the decoding sequences' contexts summed."""
+    if not decoding:
+        first, rest = (prefills[0], prefills[1:]) if prefills else ((0, 0), [])
+        return timing.prefill_seconds(*first) + sum(timing.prefill_compute_seconds(*p) for p in rest)
+    return (timing.decode_step_seconds(decoding, decoding_context / decoding)
+            + sum(timing.prefill_compute_seconds(*p) for p in prefills))
+
+
 class TimingModel(Protocol):
     def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
 
@@ -193,16 +205,8 @@ class Engine:
         return admitted
 
     def _step_seconds(self, admitted: list[Sequence], decoding: list[Sequence]) -> float:
-        """One step. Like vLLM's chunked prefill, new prompts ride along with the running batch's
-        decode step, adding their compute; an engine with nothing to decode reads the weights for
-        the first prefill on its own. (This is the pricing model's own accounting of a call.)"""
         prefills = [(len(s.prompt) - s.cached_tokens, s.cached_tokens) for s in admitted]
-        if not decoding:
-            first, rest = (prefills[0], prefills[1:]) if prefills else ((0, 0), [])
-            return self.timing.prefill_seconds(*first) + sum(self.timing.prefill_compute_seconds(*p) for p in rest)
-        mean_context = sum(s.context for s in decoding) / len(decoding)
-        return (self.timing.decode_step_seconds(len(decoding), mean_context)
-                + sum(self.timing.prefill_compute_seconds(*p) for p in prefills))
+        return step_seconds(self.timing, prefills, len(decoding), sum(s.context for s in decoding))
 
     def _emit(self, sequence: Sequence) -> None:
         if sequence.aborted:

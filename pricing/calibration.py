@@ -34,6 +34,7 @@ class Measurement:
     metric: str  # output_tok_s (per deployment), ttft_ms or tpot_ms
     value: float
     split: str  # fit or holdout
+    scenario: str = "steady"  # steady (pricing/estimate.py's formula) or closed (a closed loop under load)
 
 
 @lru_cache(maxsize=1)
@@ -48,8 +49,23 @@ def deployment_for(row: Measurement, efficiency: Efficiency | None = None) -> De
 
 
 def predict(row: Measurement, efficiency: Efficiency | None = None) -> float:
-    result = estimate(deployment_for(row, efficiency), row.input_len, row.output_len, row.batch)
+    d = deployment_for(row, efficiency)
+    if row.scenario == "closed":
+        key = (row.model, row.gpu, row.gpus, row.weight_precision, row.kv_precision, row.engine, efficiency)
+        return _under_load(key, row.input_len, row.output_len, row.batch)[row.metric]
+    result = estimate(d, row.input_len, row.output_len, row.batch)
     return {"output_tok_s": result.output_tok_s, "ttft_ms": result.ttft_ms, "tpot_ms": result.tpot_ms}[row.metric]
+
+
+@lru_cache(maxsize=64)
+def _under_load(key: tuple, input_len: int, output_len: int, concurrency: int) -> dict[str, float]:
+    """A closed loop run once per deployment and shape (a few seconds for the longest rows)."""
+    from enginesim.virtual import serve  # the simulator's scheduler, in virtual time (enginesim uses this package)
+
+    model, gpu, gpus, weights, kv, engine, efficiency = key
+    d = Deployment(catalog.model(model), catalog.gpu(gpu), gpus, weights, kv, efficiency=efficiency, engine=engine)
+    result = serve(d, input_len, output_len, concurrency=concurrency)
+    return {"output_tok_s": result.output_tok_s, "ttft_ms": result.ttft_s.mean * 1000, "tpot_ms": result.tpot_s.mean * 1000}
 
 
 @dataclass(frozen=True)

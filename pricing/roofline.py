@@ -47,6 +47,14 @@ class EngineProfile:
     # "shared": each KV head is read once for its group of query heads (vLLM, SGLang, current
     # TensorRT-LLM); "per_query_head": re-read for every query head (TensorRT-LLM before XQA).
     gqa_kv_reads: str = "shared"
+    # Tokens one scheduler step may process (decode tokens first, then prompt chunks): chunked
+    # prefill. None: whole prompts are prefilled in the step that admits them (lmdeploy's TurboMind
+    # and TensorRT-LLM before chunked context), so requests that arrive together stay together.
+    max_batched_tokens: int | None = 8192
+
+
+def engine_profile(engine: str) -> EngineProfile:
+    return engine_profiles().get(engine, EngineProfile())
 
 
 @lru_cache(maxsize=1)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 
+from enginesim.virtual import Percentiles, ServingResult
 from pricing import architecture as arch
 from pricing import catalog
-from pricing.estimate import DoesNotFit, estimate
+from pricing.estimate import DoesNotFit, Estimate, estimate
 from pricing.roofline import Deployment
 
 from .output import print_rows
@@ -50,44 +51,94 @@ def estimate_cmd(
     kv_precision: str | None = typer.Option(None, help="KV-cache precision (default: the weights', 16-bit for int4)."),
     input_len: int = typer.Option(..., min=1, help="Prompt tokens per request."),
     output_len: int = typer.Option(..., min=1, help="Generated tokens per request."),
-    concurrency: int = typer.Option(..., min=1, help="Sequences in flight, each replaced when it finishes."),
+    concurrency: int | None = typer.Option(None, min=1, help="Closed loop: C clients, each sending again when answered."),
+    batch: int | None = typer.Option(None, min=1, help="Static batch: B requests at once, nothing after."),
+    request_rate: float | None = typer.Option(None, min=0.001, help="Open loop: Poisson arrivals, requests per second."),
+    max_num_seqs: int = typer.Option(256, min=1, help="The engine's sequence slots (vLLM's --max-num-seqs)."),
     usd_per_gpu_hour: float | None = typer.Option(None, min=0.0, help="GPU price (default: the catalog's)."),
-    utilization: float = typer.Option(1.0, min=0.01, max=1.0, help="Share of paid time the deployment is busy."),
-    engine: str = typer.Option("vllm", help="Engine profile: vllm, sglang, tgi, llamacpp, tensorrt-llm."),
+    utilization: float = typer.Option(1.0, min=0.01, max=1.0, help="Share of paid time the deployment is busy (planning)."),
+    engine: str = typer.Option("vllm", help="Engine profile: vllm, sglang, tgi, llamacpp, tensorrt-llm, lmdeploy."),
     efficiency: str | None = typer.Option(None, help="Override calibrated factors, e.g. bandwidth=0.8,compute=0.5,step_overhead_s=0.002."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Throughput, latency, capacity and USD per 1M tokens of one deployment at steady state."""
+    """Latency, throughput, capacity and USD per 1M tokens of one deployment under one serving
+    scenario (exactly one of --concurrency, --batch, --request-rate), run by the simulator's
+    scheduler in virtual time."""
+    from enginesim.virtual import serve
+
+    if sum(x is not None for x in (concurrency, batch, request_rate)) != 1:
+        typer.echo("error: give exactly one of --concurrency, --batch or --request-rate", err=True)
+        raise typer.Exit(2)
     d = _deployment(model, gpu, gpus, precision, kv_precision, engine, efficiency)
     try:
-        result = estimate(d, input_len, output_len, concurrency, usd_per_gpu_hour, utilization)
+        steady = estimate(d, input_len, output_len, concurrency or batch or 1, usd_per_gpu_hour, utilization)
     except DoesNotFit as err:
         if as_json:
             typer.echo(json.dumps({"error": str(err), "fits": False}))
         else:
             typer.echo(f"does not fit: {err}", err=True)
         raise typer.Exit(1) from None
+    served = serve(d, input_len, output_len, concurrency=concurrency, batch=batch, rate=request_rate,
+                   max_num_seqs=max_num_seqs)
+    result = scenario_figures(served, steady, utilization)
     if as_json:
-        typer.echo(json.dumps(result.as_dict()))
+        typer.echo(json.dumps(result))
         return
+    scenario = (f"closed loop, {concurrency} clients" if concurrency else f"static batch of {batch}" if batch
+                else f"open loop, Poisson {request_rate:g} requests/s")
     rows = [
-        ("time to first token", f"{result.ttft_ms:,.1f} ms"),
-        ("time per output token", f"{result.tpot_ms:,.2f} ms"),
-        ("output tokens/s", f"{result.output_tok_s:,.0f}"),
-        ("total tokens/s", f"{result.total_tok_s:,.0f}"),
-        ("sequences running", f"{result.effective_concurrency} (memory holds {result.max_concurrency})"),
-        ("weights", f"{result.weights_gb:,.1f} GB"),
-        ("KV cache per token", f"{result.kv_bytes_per_token:,.0f} bytes"),
-        ("critical batch", str(result.critical_batch) if result.critical_batch else "none (memory-bound)"),
-        ("decode is", f"{result.decode_bound}-bound here"),
-        ("deployment cost", f"${result.usd_per_hour:,.2f}/hour at {utilization:.0%} utilization"),
-        ("USD per 1M input tokens", f"${result.usd_per_1m_input:,.4f}"),
-        ("USD per 1M output tokens", f"${result.usd_per_1m_output:,.4f}"),
+        ("scenario", scenario + (" (SATURATED: arrivals outpace the deployment)" if served.saturated else "")),
+        ("time to first token", _ms(served.ttft_s)),
+        ("time per output token", _ms(served.tpot_s)),
+        ("output tokens/s", f"{served.output_tok_s:,.0f}"),
+        ("requests/s", f"{served.requests_per_s:,.2f}"),
+        ("sequences running", f"{served.mean_running:,.1f} on average (memory holds {steady.max_concurrency} "
+                              f"of {input_len + output_len} tokens each); {served.mean_waiting:,.1f} waiting"),
+        ("weights", f"{steady.weights_gb:,.1f} GB"),
+        ("KV cache per token", f"{steady.kv_bytes_per_token:,.0f} bytes"),
+        ("deployment cost", f"${steady.usd_per_hour:,.2f}/hour at {utilization:.0%} utilization"),
+        ("USD per 1M input tokens", f"${result['usd_per_1m_input']:,.4f}"),
+        ("USD per 1M output tokens", f"${result['usd_per_1m_output']:,.4f}"),
     ]
     width = max(len(label) for label, _ in rows)
     typer.echo(f"{d.model.id} on {gpus} x {d.gpu.id}, {precision} weights, {d.kv_precision} KV, {engine}")
     for label, value in rows:
         typer.echo(f"  {label.ljust(width)}  {value}")
+
+
+def _ms(p: Percentiles) -> str:
+    return f"mean {p.mean * 1000:,.1f} ms, p50 {p.p50 * 1000:,.1f}, p95 {p.p95 * 1000:,.1f}"
+
+
+def scenario_figures(served: ServingResult, steady: Estimate, utilization: float) -> dict[str, object]:
+    """The JSON figures: latencies in ms, throughput, and cost per 1M tokens = $/hour / tokens per
+    hour (at the planned utilization), split between input and output by their shares of GPU time
+    at this batch (prefill compute against decode steps)."""
+    usd_per_s = steady.usd_per_hour / 3600 / utilization
+    prefill_time = steady.usd_per_1m_input * (steady.total_tok_s - steady.output_tok_s)  # shares of GPU time
+    decode_time = steady.usd_per_1m_output * steady.output_tok_s
+    prefill_fraction = prefill_time / max(prefill_time + decode_time, 1e-12)
+    return {
+        "scenario": served.scenario,
+        "saturated": served.saturated,
+        "ttft_ms": {k: round(v * 1000, 3) for k, v in vars(served.ttft_s).items()},
+        "tpot_ms": {k: round(v * 1000, 3) for k, v in vars(served.tpot_s).items()},
+        "e2e_ms": {k: round(v * 1000, 3) for k, v in vars(served.e2e_s).items()},
+        "output_tok_s": served.output_tok_s,
+        "input_tok_s": served.input_tok_s,
+        "total_tok_s": served.output_tok_s + served.input_tok_s,
+        "requests_per_s": served.requests_per_s,
+        "mean_running": served.mean_running,
+        "mean_waiting": served.mean_waiting,
+        "max_concurrency": steady.max_concurrency,
+        "weights_gb": steady.weights_gb,
+        "kv_bytes_per_token": steady.kv_bytes_per_token,
+        "kv_capacity_tokens": steady.kv_capacity_tokens,
+        "critical_batch": steady.critical_batch,
+        "usd_per_hour": steady.usd_per_hour,
+        "usd_per_1m_input": usd_per_s * prefill_fraction / max(served.input_tok_s, 1e-12) * 1e6,
+        "usd_per_1m_output": usd_per_s * (1 - prefill_fraction) / max(served.output_tok_s, 1e-12) * 1e6,
+    }
 
 
 @pricing_app.command("models")

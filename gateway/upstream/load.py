@@ -13,7 +13,7 @@ each replica integrates its running sequences over time. Two sources feed it:
 Three readings come out of it:
 
 - ``mean_running(stint)``: a call's own mean batch, the integral over its own time on the replica
-  divided by that time. A call is priced at it: exact whatever came and went meanwhile, so
+  divided by that time (for calls shorter than 2 s, the mean while busy over the last 2 s). A call is priced at it: exact whatever came and went meanwhile, so
   identical calls at the same load cost the same, and prices add up to the busy time (a trailing
   average does not: it overcharges every call while load ramps up).
 - ``integrals`` over a window (one-second buckets): the mean batch *while busy*, the flagship
@@ -27,6 +27,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+MIN_SPAN_S = 2.0  # a call's batch is averaged over at least this long
 KEEP_S = 180  # buckets kept: the pricing window and the metering slots look back less than this
 
 
@@ -66,14 +67,21 @@ class LoadWindow:
         self.own -= 1
         stint.ended, stint.area_at_end = now, self._area
 
-    def mean_running(self, stint: Stint, now: float) -> float:
+    def mean_running(self, stint: Stint, now: float, at_least_s: float = MIN_SPAN_S) -> float:
         """The mean batch a request ran in over its own time on the replica (itself included): the
-        batch its decode steps were shared with, exactly, whatever came and went meanwhile."""
+        batch its decode steps were shared with, whatever came and went meanwhile. A request shorter
+        than ``at_least_s`` is priced at the mean while busy over the last ``at_least_s`` (whole
+        seconds) instead: over a fraction of a second, a neighbour's gap between two requests would
+        move its price by a sequence's share."""
         if stint.ended is None:
             self._advance(now)
             end, area = now, self._area
         else:
             end, area = stint.ended, stint.area_at_end
+        if end - stint.started < at_least_s:
+            running, busy = self.integrals(now, at_least_s)
+            if busy > 1e-9:
+                return max(running / busy, 1.0)
         return (area - stint.area_at_start) / (end - stint.started) if end > stint.started else max(self.running, 1.0)
 
     def engine_reading(self, running: float, waiting: float, now: float) -> None:

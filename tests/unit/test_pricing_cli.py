@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-KEYS = {"ttft_ms", "tpot_ms", "output_tok_s", "total_tok_s", "kv_bytes_per_token", "max_concurrency",
-        "critical_batch", "usd_per_1m_input", "usd_per_1m_output"}
+KEYS = {"scenario", "saturated", "ttft_ms", "tpot_ms", "e2e_ms", "output_tok_s", "total_tok_s", "requests_per_s",
+        "mean_running", "mean_waiting", "kv_bytes_per_token", "max_concurrency", "critical_batch", "usd_per_1m_input",
+        "usd_per_1m_output"}
 
 
 def tollgate(*args: str) -> subprocess.CompletedProcess:
@@ -30,6 +31,34 @@ def test_estimate_json_has_the_documented_keys_and_sane_values() -> None:
     assert figures["total_tok_s"] == pytest.approx(figures["output_tok_s"] * 6)
     assert figures["kv_bytes_per_token"] == 327680 and figures["max_concurrency"] > 32
     assert 0 < figures["usd_per_1m_input"] < figures["usd_per_1m_output"]
+    assert figures["scenario"] == "closed" and 0 < figures["ttft_ms"]["p50"] <= figures["ttft_ms"]["p95"]
+    hours_per_million = 1e6 / (figures["total_tok_s"] * 3600)  # cost per 1M tokens = $/hour / tokens per hour
+    assert figures["usd_per_hour"] * hours_per_million == pytest.approx(
+        (figures["usd_per_1m_input"] * figures["input_tok_s"] + figures["usd_per_1m_output"] * figures["output_tok_s"])
+        / figures["total_tok_s"], rel=1e-6)
+
+
+def test_the_three_scenarios_and_saturation() -> None:
+    """Closed loop (waits for KV room when the clients do not fit), static batch, and open loop
+    (p50/p95, saturated once arrivals outpace what the deployment can serve)."""
+    def run(*scenario: str) -> dict:
+        result = tollgate("pricing", "estimate", "--model", "llama-2-7b", "--gpu", "a100-80gb", "--input-len", "2048",
+                          "--output-len", "512", "--json", *scenario)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    fits, crowded = run("--concurrency", "8"), run("--concurrency", "128")
+    assert crowded["mean_waiting"] > 10 > fits["mean_waiting"]  # 128 x 2560 tokens do not fit: requests queue
+    assert crowded["ttft_ms"]["mean"] > 10 * fits["ttft_ms"]["mean"]
+    static = run("--batch", "16")
+    assert static["scenario"] == "static" and static["ttft_ms"]["p95"] > static["ttft_ms"]["p50"] > 0
+    light = run("--request-rate", "0.5")
+    heavy = run("--request-rate", str(2 * crowded["requests_per_s"]))
+    assert light["scenario"] == "open" and not light["saturated"] and heavy["saturated"]
+    assert light["ttft_ms"]["p95"] >= light["ttft_ms"]["p50"] and heavy["ttft_ms"]["p50"] > 10 * light["ttft_ms"]["p50"]
+    both = tollgate("pricing", "estimate", "--model", "llama-2-7b", "--gpu", "a100-80gb", "--input-len", "1",
+                    "--output-len", "1", "--batch", "2", "--concurrency", "2")
+    assert both.returncode == 2 and "exactly one" in both.stderr
 
 
 def test_utilization_and_price_scale_the_cost_and_efficiency_can_be_overridden() -> None:

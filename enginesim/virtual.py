@@ -1,0 +1,255 @@
+"""The simulator's scheduler in virtual time: latency and throughput under load, in milliseconds of CPU.
+
+``pricing estimate`` and ``pricing plan`` need what a deployment does under the scenarios that
+published benchmarks use, and where requests wait: for a decode slot, or for KV-cache room when
+the sequences in flight do not fit. Rather than a second, closed-form model, this runs the same
+step timing as the live simulator (``engine.step_seconds``: new prompts prefilled within the
+running batch's step), timed by the same roofline model, with vLLM's scheduling rules in full (a
+token budget per step, chunked prefill, KV blocks taken as sequences grow, preemption when they
+run out), on a virtual clock: no sleeping, no event loop.
+
+Scenarios (``closed``, ``static``, ``open``) differ only in when requests arrive:
+
+- closed loop, ``concurrency`` clients, each sending its next request when its last one ends (how
+  lmdeploy's profile_generation and NVIDIA's AIPerf ``--concurrency`` measure);
+- static batch: ``batch`` requests at once, nothing after (TensorRT-LLM's gptSessionBenchmark);
+- open loop: Poisson arrivals at ``rate`` requests/s (vLLM's ``benchmark_serving --request-rate``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import statistics
+from collections import deque
+from dataclasses import dataclass
+
+from pricing import roofline
+from pricing.roofline import Deployment
+
+from .engine import TimingModel, step_seconds
+from .presets import RooflineTiming
+
+DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default
+DEFAULT_MAX_BATCHED_TOKENS = 8192  # vLLM's default token budget per step for its API server
+
+
+@dataclass
+class _Request:
+    arrival: float
+    input_len: int
+    output_len: int
+    first_token: float = -1.0
+    finished: float = -1.0
+    emitted: int = 0
+    prefilled: int = 0  # of the tokens to prefill: the prompt (and, after a preemption, what was generated)
+
+    @property
+    def to_prefill(self) -> int:
+        return self.input_len + self.emitted
+
+    @property
+    def context(self) -> int:
+        return self.input_len + self.emitted
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    mean: float
+    p50: float
+    p95: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Percentiles:
+        ordered = sorted(values)
+        return cls(statistics.fmean(ordered), ordered[len(ordered) // 2], ordered[min(int(len(ordered) * 0.95), len(ordered) - 1)])
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    scenario: str  # closed, static or open
+    requests: int  # measured (after the warm-up)
+    ttft_s: Percentiles
+    tpot_s: Percentiles
+    e2e_s: Percentiles
+    output_tok_s: float
+    input_tok_s: float
+    requests_per_s: float
+    mean_running: float  # sequences decoding per step, time-weighted
+    mean_waiting: float  # requests waiting for a slot or KV room, time-weighted
+    saturated: bool  # open loop: arrivals outpace the deployment (its queue keeps growing)
+
+
+class _Scheduler:
+    """vLLM's scheduling, in miniature: each step, decoding sequences take one token of the step's
+    token budget and prefills (chunked) the rest; a new request is admitted while there are slots,
+    budget and KV room for its prompt; KV blocks are taken as sequences grow, and when they run out
+    the newest sequence is preempted (its KV freed, recomputed when it is admitted again)."""
+
+    def __init__(self, timing: TimingModel, kv_capacity_tokens: float, max_num_seqs: int,
+                 max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> None:
+        self.timing = timing
+        self.capacity = kv_capacity_tokens
+        self.max_num_seqs = max_num_seqs
+        self.budget = max_batched_tokens if max_batched_tokens is not None else 1 << 60  # None: whole prompts
+        self.now = 0.0
+        self.waiting: deque[_Request] = deque()
+        self.running: list[_Request] = []
+        self.used = 0  # KV tokens held by the running sequences
+        self.running_area = 0.0
+        self.waiting_area = 0.0
+        self.preemptions = 0
+
+    def step(self) -> list[_Request]:
+        """One step; returns the requests that finished in it."""
+        decoding = [r for r in self.running if r.prefilled >= r.to_prefill]
+        budget = self.budget - len(decoding)
+        chunks: list[tuple[_Request, int]] = []
+        for request in self.running:  # prefills under way, oldest first
+            if request.prefilled < request.to_prefill and budget > 0:
+                chunk = min(request.to_prefill - request.prefilled, budget)
+                chunks.append((request, chunk))
+                budget -= chunk
+        while (budget > 0 and self.waiting and self.waiting[0].arrival <= self.now
+               and len(self.running) < self.max_num_seqs):
+            request = self.waiting[0]
+            if self.running and self.used + request.to_prefill + 1 > self.capacity:
+                break
+            self.waiting.popleft()
+            request.prefilled = 0
+            self.used += request.to_prefill
+            self.running.append(request)
+            chunk = min(request.to_prefill, budget)
+            chunks.append((request, chunk))
+            budget -= chunk
+        seconds = step_seconds(self.timing, [(c, r.prefilled) for r, c in chunks], len(decoding),
+                               sum(r.context for r in decoding))
+        self.running_area += len(decoding) * seconds
+        self.waiting_area += sum(1 for r in self.waiting if r.arrival <= self.now) * seconds
+        self.now += seconds
+        for request, chunk in chunks:
+            request.prefilled += chunk
+        finished = []
+        for request in self.running:
+            if request.prefilled < request.to_prefill:
+                continue  # still prefilling
+            if request in decoding or request.emitted == 0 or request.prefilled == request.to_prefill:
+                request.emitted += 1
+                request.prefilled += 1  # the new token is in the KV cache
+                self.used += 1
+                if request.first_token < 0:
+                    request.first_token = self.now
+                if request.emitted >= request.output_len:
+                    request.finished = self.now
+                    finished.append(request)
+        if finished:
+            self.running = [r for r in self.running if r.finished < 0]
+            self.used -= sum(r.context for r in finished)
+        while self.used > self.capacity and len(self.running) > 1:  # out of KV blocks: preempt the newest
+            victim = self.running.pop()
+            self.used -= min(victim.prefilled, victim.context)
+            victim.prefilled = 0
+            self.waiting.appendleft(victim)
+            self.preemptions += 1
+        return finished
+
+
+def _summarize(scenario: str, measured: list[_Request], start: float, end: float, scheduler: _Scheduler,
+               saturated: bool = False) -> ServingResult:
+    span = max(end - start, 1e-9)
+    in_window = [r for r in measured if start <= r.finished <= end]
+    outputs = sum(r.output_len for r in in_window)
+    inputs = sum(r.input_len for r in in_window)
+    tpots = [(r.finished - r.first_token) / (r.output_len - 1) for r in measured if r.output_len > 1]
+    return ServingResult(
+        scenario=scenario,
+        requests=len(measured),
+        ttft_s=Percentiles.of([r.first_token - r.arrival for r in measured]),
+        tpot_s=Percentiles.of(tpots or [0.0]),
+        e2e_s=Percentiles.of([r.finished - r.arrival for r in measured]),
+        output_tok_s=outputs / span,
+        input_tok_s=inputs / span,
+        requests_per_s=len(in_window) / span,
+        mean_running=scheduler.running_area / max(scheduler.now, 1e-9),
+        mean_waiting=scheduler.waiting_area / max(scheduler.now, 1e-9),
+        saturated=saturated,
+    )
+
+
+def closed_loop(timing: TimingModel, kv_capacity_tokens: float, input_len: int, output_len: int, concurrency: int,
+                max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, rounds: int = 6,
+                budget: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> ServingResult:
+    """``concurrency`` clients, all starting at once, each sending again as soon as it is answered;
+    measured after the first round of requests (the warm-up), over ``rounds`` more."""
+    scheduler = _Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
+    scheduler.waiting.extend(_Request(0.0, input_len, output_len) for _ in range(concurrency))
+    done: list[_Request] = []
+    target = concurrency * (rounds + 1)
+    while len(done) < target:
+        for request in scheduler.step():
+            done.append(request)
+            scheduler.waiting.append(_Request(scheduler.now, input_len, output_len))
+    warm = done[concurrency - 1].finished
+    measured = [r for r in done[concurrency:] if r.arrival >= warm]
+    return _summarize("closed", measured or done, warm, scheduler.now, scheduler)
+
+
+def static_batch(timing: TimingModel, kv_capacity_tokens: float, input_len: int, output_len: int, batch: int,
+                 max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, budget: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> ServingResult:
+    """``batch`` requests at once and nothing after: throughput over the whole run, prefills included."""
+    scheduler = _Scheduler(timing, kv_capacity_tokens, max(max_num_seqs, batch), budget)
+    scheduler.waiting.extend(_Request(0.0, input_len, output_len) for _ in range(batch))
+    done: list[_Request] = []
+    while len(done) < batch:
+        done += scheduler.step()
+    return _summarize("static", done, 0.0, scheduler.now, scheduler)
+
+
+def open_loop(timing: TimingModel, kv_capacity_tokens: float, input_len: int, output_len: int, rate: float,
+              max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, requests: int = 1000, seed: int = 0,
+              budget: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> ServingResult:
+    """Poisson arrivals at ``rate`` per second; the first tenth is the warm-up. Saturated when the
+    requests still waiting at the last arrival grew with time (arrivals outpace service)."""
+    rng = random.Random(seed)
+    arrivals, t = [], 0.0
+    for _ in range(requests):
+        t += rng.expovariate(rate)
+        arrivals.append(_Request(t, input_len, output_len))
+    scheduler = _Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
+    pending = [(r.arrival, index) for index, r in enumerate(arrivals)]
+    heapq.heapify(pending)
+    done: list[_Request] = []
+    backlog_half = backlog_end = 0
+    while len(done) < requests:
+        while pending and pending[0][0] <= scheduler.now:
+            scheduler.waiting.append(arrivals[heapq.heappop(pending)[1]])
+        if not scheduler.running and not scheduler.waiting and pending:
+            scheduler.now = pending[0][0]  # idle until the next arrival
+            continue
+        done += scheduler.step()
+        if not backlog_half and scheduler.now >= arrivals[requests // 2].arrival:
+            backlog_half = len(scheduler.waiting) + 1
+        if not backlog_end and scheduler.now >= arrivals[-1].arrival:
+            backlog_end = len(scheduler.waiting) + 1
+    warm = arrivals[requests // 10].arrival
+    measured = [r for r in done if r.arrival >= warm]
+    last_arrival = arrivals[-1].arrival
+    saturated = backlog_end > max(2 * backlog_half, 2 * max_num_seqs // 16 + 2)
+    return _summarize("open", measured, warm, min(last_arrival, scheduler.now), scheduler, saturated)
+
+
+def serve(d: Deployment, input_len: int, output_len: int, *, concurrency: int | None = None, batch: int | None = None,
+          rate: float | None = None, max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, requests: int = 1000) -> ServingResult:
+    """One scenario on a deployment: exactly one of ``concurrency`` (closed loop), ``batch``
+    (static) or ``rate`` (open loop, requests/s), scheduled as its engine profile does."""
+    if sum(x is not None for x in (concurrency, batch, rate)) != 1:
+        raise ValueError("give exactly one of concurrency, batch or rate")
+    timing = RooflineTiming(d)
+    capacity = roofline.kv_capacity_tokens(d)
+    budget = roofline.engine_profile(d.engine).max_batched_tokens
+    if concurrency is not None:
+        return closed_loop(timing, capacity, input_len, output_len, concurrency, max_num_seqs, budget=budget)
+    if batch is not None:
+        return static_batch(timing, capacity, input_len, output_len, batch, max_num_seqs, budget=budget)
+    assert rate is not None
+    return open_loop(timing, capacity, input_len, output_len, rate, max_num_seqs, requests, budget=budget)
