@@ -15,31 +15,12 @@ import asyncio
 import hashlib
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from pricing.serving import TimingModel, step_seconds
 
 from .textgen import Plan, TokenOut
 
 MAX_DEBT_S = 0.05
-
-
-def step_seconds(timing: TimingModel, prefills: list[tuple[int, int]], decoding: int, decoding_context: float) -> float:
-    """One scheduler step. Like vLLM's chunked prefill, new prompts (new, cached tokens) ride along
-    with the running batch's decode step, adding their compute; an engine with nothing to decode
-    reads the weights for the first prefill on its own. (This is the pricing model's own accounting
-    of a call.) ``decoding_context`` is the decoding sequences' contexts summed."""
-    if not decoding:
-        first, rest = (prefills[0], prefills[1:]) if prefills else ((0, 0), [])
-        return timing.prefill_seconds(*first) + sum(timing.prefill_compute_seconds(*p) for p in rest)
-    return (timing.decode_step_seconds(decoding, decoding_context / decoding)
-            + sum(timing.prefill_compute_seconds(*p) for p in prefills))
-
-
-class TimingModel(Protocol):
-    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
-
-    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
-
-    def decode_step_seconds(self, batch: int, mean_context: float) -> float: ...
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,9 @@ from dataclasses import dataclass
 
 from pricing import catalog, roofline
 from pricing.roofline import Deployment
+from pricing.serving import RooflineTiming
 
 from .textgen import Sureness
-
-
-@dataclass(frozen=True)
-class RooflineTiming:
-    deployment: Deployment
-
-    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float:
-        return roofline.prefill_seconds(self.deployment, new_tokens, cached_tokens)
-
-    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float:
-        return roofline.prefill_compute_seconds(self.deployment, new_tokens, cached_tokens)
-
-    def decode_step_seconds(self, batch: int, mean_context: float) -> float:
-        return roofline.decode_step_seconds(self.deployment, batch, mean_context)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def predict(row: Measurement, efficiency: Efficiency | None = None) -> float:
 @lru_cache(maxsize=64)
 def _under_load(key: tuple, input_len: int, output_len: int, concurrency: int) -> dict[str, float]:
     """A closed loop run once per deployment and shape (a few seconds for the longest rows)."""
-    from enginesim.virtual import serve  # the simulator's scheduler, in virtual time (enginesim uses this package)
+    from .serving import serve  # the scheduler in virtual time; imported here, it runs only for these rows
 
     model, gpu, gpus, weights, kv, engine, efficiency = key
     d = Deployment(catalog.model(model), catalog.gpu(gpu), gpus, weights, kv, efficiency=efficiency, engine=engine)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import typer
 
-from enginesim.virtual import Percentiles, ServingResult
 from pricing import architecture as arch
 from pricing import catalog
 from pricing.estimate import DoesNotFit, Estimate, estimate
 from pricing.roofline import Deployment
+from pricing.serving import Percentiles, ServingResult
 
 from .output import print_rows
 
@@ -64,7 +64,7 @@ def estimate_cmd(
     """Latency, throughput, capacity and USD per 1M tokens of one deployment under one serving
     scenario (exactly one of --concurrency, --batch, --request-rate), run by the simulator's
     scheduler in virtual time."""
-    from enginesim.virtual import serve
+    from pricing.serving import serve
 
     if sum(x is not None for x in (concurrency, batch, request_rate)) != 1:
         typer.echo("error: give exactly one of --concurrency, --batch or --request-rate", err=True)

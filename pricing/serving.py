@@ -1,4 +1,4 @@
-"""The simulator's scheduler in virtual time: latency and throughput under load, in milliseconds of CPU.
+"""A serving engine's scheduler in virtual time: latency and throughput under load, in milliseconds of CPU.
 
 ``pricing estimate`` and ``pricing plan`` need what a deployment does under the scenarios that
 published benchmarks use, and where requests wait: for a decode slot, or for KV-cache room when
@@ -23,12 +23,45 @@ import random
 import statistics
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
-from pricing import roofline
-from pricing.roofline import Deployment
+from . import roofline
+from .roofline import Deployment
 
-from .engine import TimingModel, step_seconds
-from .presets import RooflineTiming
+
+def step_seconds(timing: TimingModel, prefills: list[tuple[int, int]], decoding: int, decoding_context: float) -> float:
+    """One scheduler step. Like vLLM's chunked prefill, new prompts (new, cached tokens) ride along
+    with the running batch's decode step, adding their compute; an engine with nothing to decode
+    reads the weights for the first prefill on its own. (This is the pricing model's own accounting
+    of a call.) ``decoding_context`` is the decoding sequences' contexts summed."""
+    if not decoding:
+        first, rest = (prefills[0], prefills[1:]) if prefills else ((0, 0), [])
+        return timing.prefill_seconds(*first) + sum(timing.prefill_compute_seconds(*p) for p in rest)
+    return (timing.decode_step_seconds(decoding, decoding_context / decoding)
+            + sum(timing.prefill_compute_seconds(*p) for p in prefills))
+
+
+class TimingModel(Protocol):
+    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
+
+    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float: ...
+
+    def decode_step_seconds(self, batch: int, mean_context: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class RooflineTiming:
+    deployment: Deployment
+
+    def prefill_seconds(self, new_tokens: int, cached_tokens: int) -> float:
+        return roofline.prefill_seconds(self.deployment, new_tokens, cached_tokens)
+
+    def prefill_compute_seconds(self, new_tokens: int, cached_tokens: int) -> float:
+        return roofline.prefill_compute_seconds(self.deployment, new_tokens, cached_tokens)
+
+    def decode_step_seconds(self, batch: int, mean_context: float) -> float:
+        return roofline.decode_step_seconds(self.deployment, batch, mean_context)
+
 
 DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default
 DEFAULT_MAX_BATCHED_TOKENS = 8192  # vLLM's default token budget per step for its API server
