@@ -53,7 +53,8 @@ class DeploymentConfig(_Strict):
     # The share of paid time you plan it to be busy: a planning input, shown beside the measured
     # utilization in `tollgate report --by backend`. Prices never include idle time (docs/pricing.md).
     utilization: float = Field(0.6, gt=0, le=1)
-    # The batch a call is priced at before any load was measured (the first call after start-up).
+    # The operating point of a call no measurement covers. The gateway measures every call it
+    # forwards (its own batch, docs/pricing.md), so this is a fallback, not an assumption in prices.
     running: float = Field(16, ge=1)
     mean_context: float = Field(1024, ge=1)
     metrics_path: str = "/metrics"  # on the server root, beside the /v1 base URL

@@ -143,8 +143,7 @@ class _Scheduler:
                 chunk = min(request.to_prefill - request.prefilled, budget)
                 chunks.append((request, chunk))
                 budget -= chunk
-        while (budget > 0 and self.waiting and self.waiting[0].arrival <= self.now
-               and len(self.running) < self.max_num_seqs):
+        while budget > 0 and self.waiting and len(self.running) < self.max_num_seqs:
             request = self.waiting[0]
             if self.running and self.used + request.to_prefill + 1 > self.capacity:
                 break
@@ -158,7 +157,7 @@ class _Scheduler:
         seconds = step_seconds(self.timing, [(c, r.prefilled) for r, c in chunks], len(decoding),
                                sum(r.context for r in decoding))
         self.running_area += len(decoding) * seconds
-        self.waiting_area += sum(1 for r in self.waiting if r.arrival <= self.now) * seconds
+        self.waiting_area += len(self.waiting) * seconds  # requests join it when they arrive
         self.now += seconds
         for request, chunk in chunks:
             request.prefilled += chunk
@@ -166,21 +165,20 @@ class _Scheduler:
         for request in self.running:
             if request.prefilled < request.to_prefill:
                 continue  # still prefilling
-            if request in decoding or request.emitted == 0 or request.prefilled == request.to_prefill:
-                request.emitted += 1
-                request.prefilled += 1  # the new token is in the KV cache
-                self.used += 1
-                if request.first_token < 0:
-                    request.first_token = self.now
-                if request.emitted >= request.output_len:
-                    request.finished = self.now
-                    finished.append(request)
+            request.emitted += 1  # decoded, or its prefill just completed: one token either way
+            request.prefilled += 1  # the new token is in the KV cache
+            self.used += 1
+            if request.first_token < 0:
+                request.first_token = self.now
+            if request.emitted >= request.output_len:
+                request.finished = self.now
+                finished.append(request)
         if finished:
             self.running = [r for r in self.running if r.finished < 0]
             self.used -= sum(r.context for r in finished)
         while self.used > self.capacity and len(self.running) > 1:  # out of KV blocks: preempt the newest
             victim = self.running.pop()
-            self.used -= min(victim.prefilled, victim.context)
+            self.used -= victim.context  # what it reserved at admission, and a block per token since
             victim.prefilled = 0
             self.waiting.appendleft(victim)
             self.preemptions += 1

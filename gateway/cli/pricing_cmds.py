@@ -80,6 +80,8 @@ def estimate_cmd(
         raise typer.Exit(1) from None
     served = serve(d, input_len, output_len, concurrency=concurrency, batch=batch, rate=request_rate,
                    max_num_seqs=max_num_seqs)
+    if request_rate is not None:  # the input/output cost split at the batch the arrivals made
+        steady = estimate(d, input_len, output_len, max(round(served.mean_running), 1), usd_per_gpu_hour, utilization)
     result = scenario_figures(served, steady, utilization)
     if as_json:
         typer.echo(json.dumps(result))

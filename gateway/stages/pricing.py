@@ -159,8 +159,10 @@ class Pricing:
         and the flagship counterfactual for the answer that was returned (the last call)."""
         if not calls:
             return Price(0.0, None, "")
-        flagship_running = self._batch_of(self.flagship_backend, self._window_s) if self.flagship_backend else None
         last = calls[-1]
+        on_flagship = self._flagship_target == (last.backend, last.upstream_model)
+        flagship_running = (self._batch_of(self.flagship_backend, self._window_s)
+                            if self.flagship_backend and not on_flagship else None)
         price = self.price(last.backend, last.upstream_model, last.usage, self._batch(last), flagship_running)
         if len(calls) == 1:
             return price

@@ -1,7 +1,7 @@
 """Live load of self-hosted engines, read from their Prometheus metrics (pure).
 
-Each engine names things its own way; the first matching name wins. The load gives pricing its
-operating point (how many sequences share each decode step, how long their contexts are) and
+Each engine names things its own way; the first matching name wins. The load feeds each replica's load
+window (sequences running beyond this gateway's own, and queued: pricing's operating point) and
 replica choice its queue lengths. The polling itself is in ``pool.py``.
 """
 
@@ -11,14 +11,12 @@ from dataclasses import dataclass
 
 RUNNING = ("vllm:num_requests_running", "sglang:num_running_reqs", "tgi_batch_current_size", "llamacpp:requests_processing")
 WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size", "llamacpp:requests_deferred")
-KV_USAGE = ("vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc", "sglang:token_usage", "llamacpp:kv_cache_usage_ratio")
 
 
 @dataclass(frozen=True)
 class EngineLoad:
     running: float
     waiting: float
-    kv_usage: float  # 0..1 of the KV cache in use
 
 
 def parse_engine_metrics(text: str) -> EngineLoad | None:
@@ -39,7 +37,7 @@ def parse_engine_metrics(text: str) -> EngineLoad | None:
     running = first(RUNNING)
     if running is None:
         return None
-    return EngineLoad(running=running, waiting=first(WAITING) or 0.0, kv_usage=min(first(KV_USAGE) or 0.0, 1.0))
+    return EngineLoad(running=running, waiting=first(WAITING) or 0.0)
 
 
 def metrics_url(replica_url: str, metrics_path: str) -> str:

@@ -49,7 +49,7 @@ class LoadWindow:
         self._since = now
         self._area = 0.0  # sequence-seconds run since creation: a request's own mean batch is a difference
         self._buckets: deque[list[float]] = deque()  # [second, running integral, busy integral]
-        self._settled: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # integrals' cache
+        self._settled: dict[float, tuple[int, float, float]] = {}  # window -> (second, running, busy) of settled buckets
 
     @property
     def running(self) -> float:
@@ -93,18 +93,20 @@ class LoadWindow:
     def integrals(self, now: float, window_s: float) -> tuple[float, float]:
         """Sequence-seconds run, and seconds busy, over the last ``window_s``.
 
-        Buckets before the current second never change again, so their sum is kept until the
-        second turns: a price reads the window on every call (the budget is ~20 us per call)."""
+        Buckets before the current second never change again, so their sum is kept (per window
+        length: a call's own 2 s and the flagship's 60 s) until the second turns: a price reads
+        the window on every call (the budget is ~20 us per call)."""
         self._advance(now)
         first, current = math.floor(now - window_s), math.floor(now)
-        if self._settled[:2] != (first, current):
+        settled = self._settled.get(window_s)
+        if settled is None or settled[0] != current:
             running = busy = 0.0
             for second, run, occupied in self._buckets:
                 if first <= second < current:
                     running += run
                     busy += occupied
-            self._settled = (first, current, running, busy)
-        running, busy = self._settled[2], self._settled[3]
+            settled = self._settled[window_s] = (current, running, busy)
+        _, running, busy = settled
         if self._buckets and self._buckets[-1][0] >= current:
             running += self._buckets[-1][1]
             busy += self._buckets[-1][2]

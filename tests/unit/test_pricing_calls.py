@@ -74,8 +74,8 @@ def test_self_hosted_cost_is_busy_gpu_seconds_times_price_with_no_idle_time_in_i
 def test_engine_metrics_give_the_operating_point() -> None:
     text = ('vllm:num_requests_running{model_name="m"} 12.0\nvllm:num_requests_waiting{model_name="m"} 3.0\n'
             'vllm:gpu_cache_usage_perc{model_name="m"} 0.25\n# HELP x\nother 1\n')
-    assert parse_engine_metrics(text) == EngineLoad(running=12, waiting=3, kv_usage=0.25)
-    assert parse_engine_metrics("sglang:num_running_reqs 4\nsglang:token_usage 0.5\n") == EngineLoad(4, 0, 0.5)
+    assert parse_engine_metrics(text) == EngineLoad(running=12, waiting=3)
+    assert parse_engine_metrics("sglang:num_running_reqs 4\nsglang:token_usage 0.5\n") == EngineLoad(4, 0)
     assert parse_engine_metrics("garbage\n") is None
     assert metrics_url("http://h:8000/v1", "/metrics") == "http://h:8000/metrics"
 
