@@ -8,7 +8,10 @@ each replica integrates its running sequences over time. Two sources feed it:
   and answer): all an engine without metrics (llama-cpp-python's server) can give;
 - the engine's own counts, from its metrics (``engine_reading``): whatever it holds beyond this
   gateway's requests (other gateways, other workers) is added, and what waits in its queue rather
-  than running is taken off, both held until the next reading.
+  than running is taken off, both held until the next reading. Only what two readings in a row
+  agree on counts: one reading often catches a request the engine has finished and the gateway has
+  not yet heard of, or one that arrived and waits for the next step; held for a whole poll
+  interval, such a phantom moved identical calls' prices by 5-10% under a steady load.
 
 Three readings come out of it:
 
@@ -46,6 +49,7 @@ class LoadWindow:
         self.own = 0  # this gateway's requests in flight
         self._foreign = 0.0  # what the engine holds beyond them, as of its last reading
         self._queued = 0.0  # what waits in the engine's queue, as of its last reading
+        self._last_reading = (0.0, 0.0)  # (foreign, queued) as the previous reading alone saw them
         self._since = now
         self._area = 0.0  # sequence-seconds run since creation: a request's own mean batch is a difference
         self._buckets: deque[list[float]] = deque()  # [second, running integral, busy integral]
@@ -85,10 +89,13 @@ class LoadWindow:
         return (area - stint.area_at_start) / (end - stint.started) if end > stint.started else max(self.running, 1.0)
 
     def engine_reading(self, running: float, waiting: float, now: float) -> None:
-        """The engine says it runs ``running`` sequences now and has ``waiting`` queued."""
+        """The engine says it runs ``running`` sequences now and has ``waiting`` queued: what this
+        reading and the one before both saw is applied (a count rises a reading late, falls at once)."""
         self._advance(now)
-        self._foreign = max(running + waiting - self.own, 0.0)
-        self._queued = waiting
+        foreign = max(running + waiting - self.own, 0.0)
+        previous_foreign, previous_queued = self._last_reading
+        self._foreign, self._queued = min(foreign, previous_foreign), min(waiting, previous_queued)
+        self._last_reading = (foreign, waiting)
 
     def integrals(self, now: float, window_s: float) -> tuple[float, float]:
         """Sequence-seconds run, and seconds busy, over the last ``window_s``.

@@ -39,8 +39,10 @@ def test_overlapping_calls_average_over_busy_time_only() -> None:
 def test_the_engine_adds_what_other_gateways_run_and_takes_off_what_waits_in_its_queue() -> None:
     window = LoadWindow(0.0)
     ours = window.begin(0.0)
-    window.engine_reading(running=5, waiting=0, now=0.0)  # four from elsewhere
-    assert window.running == 5
+    window.engine_reading(running=5, waiting=0, now=0.0)  # four from elsewhere ...
+    assert window.running == 1  # ... once could be a race with our own requests' ends
+    window.engine_reading(running=5, waiting=0, now=0.0)
+    assert window.running == 5  # twice in a row: they are real
     window.end(ours, 10.0)
     assert window.mean_running(ours, 10.0) == pytest.approx(5.0)
     assert window.running == 4  # the others are held until the next reading
@@ -50,7 +52,22 @@ def test_the_engine_adds_what_other_gateways_run_and_takes_off_what_waits_in_its
     for _ in range(8):
         queued.begin(0.0)  # never ended: only the count matters here
     queued.engine_reading(running=6, waiting=2, now=0.0)  # two of ours wait in its queue
+    queued.engine_reading(running=6, waiting=2, now=1.0)
     assert queued.running == 6
+    queued.engine_reading(running=7, waiting=1, now=2.0)  # one was scheduled: fewer wait at once
+    assert queued.running == 7
+
+
+def test_a_count_seen_by_one_reading_only_is_not_applied() -> None:
+    """A poll between a request's arrival and the engine's next step sees it waiting; one between
+    its last token and the gateway hearing of it sees it still running. Neither lasts."""
+    window = LoadWindow(0.0)
+    stints = [window.begin(0.0) for _ in range(7)]
+    window.engine_reading(running=6, waiting=1, now=0.5)  # the seventh has not been scheduled yet
+    window.engine_reading(running=7, waiting=0, now=1.5)
+    window.engine_reading(running=8, waiting=0, now=2.5)  # one had finished; its answer is on its way
+    window.engine_reading(running=7, waiting=0, now=3.5)
+    assert window.mean_running(stints[0], 4.0) == pytest.approx(7.0)
 
 
 def test_a_call_is_priced_at_the_batch_it_shared_whatever_came_before_or_after() -> None:
@@ -112,4 +129,5 @@ def test_an_engine_without_metrics_is_said_once_and_asked_again_only_every_minut
     with caplog.at_level("INFO", logger="tollgate.upstream"):
         asyncio.run(_poll_replica(backend, replica))
     assert not replica.metrics_absent and "metrics found" in caplog.records[0].getMessage()
+    asyncio.run(_poll_replica(backend, replica))  # a count applies once two readings agree
     assert replica.window.running == 3  # the engine holds 4 (none of them ours), 1 of them queued
