@@ -152,6 +152,9 @@ class AuthConfig(_Strict):
 
 
 class PricingConfig(_Strict):
+    # API models are priced from the shipped snapshot of LiteLLM's public table (or the newer one
+    # `tollgate pricing update` wrote into data_dir); files and prices below override it.
+    price_table: bool = True
     litellm_price_files: list[str] = Field(default_factory=list)  # model_prices_and_context_window.json format
     prices: dict[str, PriceConfig] = Field(default_factory=dict)  # by upstream model name, any backend
     gpus: list[dict] = Field(default_factory=list)  # extra catalog GPUs (fields as pricing/data/gpus.json)

@@ -96,6 +96,15 @@ def estimate(
     )
 
 
+def prefill_fraction(d: Deployment, input_len: int, output_len: int, batch: int) -> float:
+    """The share of a deployment's GPU time that prefill takes at this batch (the rest is decode
+    steps): how its $/hour splits between input and output tokens."""
+    context = input_len + output_len / 2
+    prefill = batch * roofline.prefill_compute_seconds(d, input_len)
+    decode = output_len * roofline.decode_step_seconds(d, batch, context)
+    return prefill / (prefill + decode)
+
+
 def _does_not_fit_message(d: Deployment, tokens_per_sequence: int) -> str:
     weights = roofline.weight_bytes(d) / 1e9
     memory = d.gpu.memory_gb * d.gpus

@@ -22,6 +22,7 @@ import heapq
 import random
 import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -236,15 +237,18 @@ def static_batch(timing: TimingModel, kv_capacity_tokens: float, input_len: int,
     return _summarize("static", done, 0.0, scheduler.now, scheduler)
 
 
-def open_loop(timing: TimingModel, kv_capacity_tokens: float, input_len: int, output_len: int, rate: float,
+def open_loop(timing: TimingModel, kv_capacity_tokens: float, lengths: Sequence[tuple[int, int]], rate: float,
               max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, requests: int = 1000, seed: int = 0,
               budget: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> ServingResult:
-    """Poisson arrivals at ``rate`` per second; the first tenth is the warm-up. Saturated when the
-    requests still waiting at the last arrival grew with time (arrivals outpace service)."""
+    """Poisson arrivals at ``rate`` per second, each request's (input, output) lengths drawn from
+    ``lengths`` (one pair: every request alike); the first tenth is the warm-up. Saturated when
+    the requests still waiting at the last arrival grew with time (arrivals outpace service).
+    The same seed at another rate gives the same requests, their arrival times scaled."""
     rng = random.Random(seed)
     arrivals, t = [], 0.0
     for _ in range(requests):
         t += rng.expovariate(rate)
+        input_len, output_len = lengths[0] if len(lengths) == 1 else rng.choice(lengths)
         arrivals.append(_Request(t, input_len, output_len))
     scheduler = _Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
     pending = [(r.arrival, index) for index, r in enumerate(arrivals)]
@@ -283,4 +287,4 @@ def serve(d: Deployment, input_len: int, output_len: int, *, concurrency: int | 
     if batch is not None:
         return static_batch(timing, capacity, input_len, output_len, batch, max_num_seqs, budget=budget)
     assert rate is not None
-    return open_loop(timing, capacity, input_len, output_len, rate, max_num_seqs, requests, budget=budget)
+    return open_loop(timing, capacity, [(input_len, output_len)], rate, max_num_seqs, requests, budget=budget)

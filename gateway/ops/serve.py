@@ -77,7 +77,7 @@ def _announce(settings: Settings, new_keys: list[tuple[str, str]], embedded: boo
     lines += [f"  model {m.name}" + (f" ({m.tier})" if m.tier else "") for m in settings.models]
     for target in unpriced:
         lines.append(f"  warning: no price for {target}: its calls are recorded at $0 and budgets do not limit them "
-                     "(set backends[].prices, pricing.prices or pricing.litellm_price_files)")
+                     "(it is not in the price table: set backends[].prices, pricing.prices or pricing.litellm_price_files)")
     if embedded:
         lines.append("  (simulated engines; pass --config to serve real backends)")
     for label, key in new_keys:

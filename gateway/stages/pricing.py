@@ -10,7 +10,8 @@ at the batch the call itself ran at (the same traffic would have run there). Idl
 any price: it is reported as the deployment's idle capacity.
 
 Self-hosted backends with a ``deployment`` are priced by the roofline model; API backends by
-their ``prices``, the top-level ``pricing.prices``, or imported LiteLLM price files. A call no
+their ``prices``, the top-level ``pricing.prices``, imported LiteLLM price files, or the shipped
+price table (``pricing/api_table.py``), the first that names the upstream model. A call no
 table covers is recorded at $0 with cost source ``unpriced``, never silently guessed.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pricing import catalog
+from pricing.api_table import price_table
 from pricing.call_cost import ApiPricing, OperatingPoint, Pricer, SelfHostedPricing
 from pricing.prices import TokenPrices, Usage, load_litellm_prices, normalize_usage
 from pricing.roofline import Deployment
@@ -55,6 +57,9 @@ class Pricing:
         self._gpus = {e["id"]: catalog.gpu_from_entry(e) for e in settings.pricing.gpus}
         self._models = {e["id"]: catalog.model_from_entry(e) for e in settings.pricing.models}
         self._api_prices: dict[str, ApiPricing] = {}
+        if settings.pricing.price_table:  # the shipped snapshot, or the data directory's newer one
+            table = price_table(settings.data_dir)
+            self._api_prices.update({name: ApiPricing(p) for name, p in table.prices.items()})
         for path in settings.pricing.litellm_price_files:
             try:
                 self._api_prices.update({name: ApiPricing(p) for name, p in load_litellm_prices(path).items()})

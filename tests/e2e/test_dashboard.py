@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlencode
@@ -11,7 +12,7 @@ import openai
 import pytest
 
 from tests.support.browser import rendered_dom, screenshot
-from tests.support.stack import new_tenant_key
+from tests.support.stack import ADMIN_KEY, new_tenant_key
 
 
 class _Values(HTMLParser):
@@ -75,6 +76,39 @@ def test_the_dashboard_shows_the_reports_numbers(gateway: str, dashboard_tenant:
         row: int(page.cells[("table-routes", row, "requests")]) for row in ("direct", "router")}
     shot = screenshot(url, tmp_path / "dashboard.png")  # docs/screenshots/dashboard.png is one of these
     assert shot.stat().st_size > 10_000
+
+
+def test_admins_see_each_deployments_gpu_bill_and_idle_capacity_and_tenants_do_not(
+        gateway: str, dashboard_tenant: str, tmp_path: Path) -> None:
+    admin_headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+    def backend_report() -> dict:
+        return httpx.get(gateway + "/v1/reports/costs", params={"group_by": "backend"}, headers=admin_headers).json()
+
+    deadline = time.monotonic() + 30
+    while not any((row["bill_usd"] or 0) > 0 for row in backend_report()["groups"]):  # a 10-s slot is metered
+        assert time.monotonic() < deadline, backend_report()
+        time.sleep(1)
+    before = backend_report()
+    url = f"{gateway}/dashboard#" + urlencode({"key": ADMIN_KEY})
+    page = _Values()
+    dom = rendered_dom(url)
+    page.feed(dom)
+    after = backend_report()
+    assert page.body.get("data-loaded") == "true" and 'id="deployments" hidden' not in dom
+    rows = {(g, f): float(v) for (t, g, f), v in page.cells.items() if t == "table-deployments" and f != "group" and v != "null"}
+    metered = [row for row in before["groups"] if row["bill_usd"] is not None]
+    assert metered and {g for g, _ in rows} == {row["group"] for row in metered}
+    assert all(rows[(row["group"], "bill_usd")] > 0 for row in metered)
+    later = {row["group"]: row for row in after["groups"]}
+    for old in metered:
+        for field in ("bill_usd", "attributed_usd", "replica_hours"):  # the meter ticks on: between two readings
+            new = later[old["group"]]
+            assert old[field] - 1e-9 <= rows[(old["group"], field)] <= new[field] + 1e-9, (field, old, new)
+    assert screenshot(url, tmp_path / "dashboard-admin.png").stat().st_size > 10_000
+
+    tenant_dom = rendered_dom(f"{gateway}/dashboard#" + urlencode({"key": dashboard_tenant}))
+    assert 'data-loaded="true"' in tenant_dom and 'id="deployments" hidden' in tenant_dom
 
 
 def test_the_dashboard_says_so_when_the_key_is_wrong(gateway: str) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -135,7 +136,7 @@ def test_bad_report_parameters_are_clear_400s(gateway: str, tenant_key: str, par
     assert response.json()["error"]["code"] == "invalid_value" and response.json()["error"]["param"] == param
 
 
-def test_the_cli_report_matches_the_api(gateway: str, traffic: tuple[str, list[dict]]) -> None:
+def test_the_cli_report_matches_the_api(gateway: str, traffic: tuple[str, list[dict]], tmp_path: Path) -> None:
     env = {**os.environ, "TOLLGATE_URL": gateway, "TOLLGATE_ADMIN_KEY": ADMIN_KEY}
     run = lambda *args: subprocess.run([sys.executable, "-m", "gateway", *args], env=env, capture_output=True,
                                        text=True, timeout=60)
@@ -147,6 +148,23 @@ def test_the_cli_report_matches_the_api(gateway: str, traffic: tuple[str, list[d
     assert "cheap" in table.stdout and table.stdout.splitlines()[-1].startswith("total")
     exported = run("ledger", "export", "--tenant", "ledger-tenant")
     assert len(exported.stdout.splitlines()) == len(traffic[1])
+
+    # The export is a traffic profile for the capacity planner: its answered calls' lengths and rate.
+    export = tmp_path / "export.jsonl"
+    export.write_text(exported.stdout)
+    planned = run("pricing", "plan", "--model", "llama-3.1-8b", "--ledger", str(export), "--gpu", "l40s", "--gpus", "1",
+                  "--precision", "fp8", "--api", "gpt-4o-mini", "--json")
+    assert planned.returncode == 0, planned.stderr
+    answered = [json.loads(line) for line in exported.stdout.splitlines()]
+    answered = [r for r in answered if r["status"] == 200 and r["prompt_tokens"] > 0 and r["completion_tokens"] > 0]
+    profile = json.loads(planned.stdout)["traffic"]
+    assert profile["mean_input"] == pytest.approx(sum(r["prompt_tokens"] for r in answered) / len(answered))
+    span = max(r["ts"] for r in answered) - min(r["ts"] for r in answered)
+    assert profile["rate"] == pytest.approx((len(answered) - 1) / span)
+    options = json.loads(planned.stdout)["options"]
+    hosted = [o for o in options if o["kind"] == "self-hosted"]
+    assert len(options) == 2 and len(hosted) == 1 and hosted[0]["replicas"] == 1  # a trickle: one replica
+    assert [o["usd_per_hour"] for o in options] == sorted(o["usd_per_hour"] for o in options)
 
 
 @pytest.mark.parametrize("linger_s", [0.0, 0.03])

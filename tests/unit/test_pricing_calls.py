@@ -11,6 +11,7 @@ from gateway.config import parse_settings
 from gateway.stages.pricing import Pricing
 from gateway.upstream.engine_metrics import EngineLoad, metrics_url, parse_engine_metrics
 from pricing import catalog
+from pricing.api_table import price_table
 from pricing.call_cost import OperatingPoint, SelfHostedPricing
 from pricing.prices import TokenPrices, Usage, api_call_cost, load_litellm_prices, normalize_usage
 from pricing.roofline import Deployment
@@ -111,9 +112,32 @@ def test_models_no_price_covers_are_listed_for_the_startup_warning() -> None:
     settings = parse_settings({
         "backends": [{"name": "api", "kind": "openai", "urls": ["https://b/v1"], "prices": {"special": {"input": 1, "output": 2}}}],
         "models": [{"name": "priced", "targets": [{"backend": "api", "model": "special"}]},
-                   {"name": "gpt-4o", "targets": [{"backend": "api"}, {"backend": "api", "model": "special"}]}],
+                   {"name": "in-house", "targets": [{"backend": "api"}, {"backend": "api", "model": "special"}]},
+                   {"name": "gpt-4o", "targets": [{"backend": "api"}]}],  # in the shipped price table
     }, {})
-    assert Pricing(settings).unpriced_targets(settings) == ["gpt-4o -> api/gpt-4o"]
+    assert Pricing(settings).unpriced_targets(settings) == ["in-house -> api/in-house"]
+
+
+def test_api_models_are_priced_from_the_shipped_table_unless_configured_otherwise(tmp_path: Path) -> None:
+    backends = [{"name": "api", "kind": "openai", "urls": ["https://b/v1"]}]
+    models = [{"name": "mini", "targets": [{"backend": "api", "model": "gpt-4o-mini"}]}]
+    usage = {"prompt_tokens": 1000, "prompt_tokens_details": {"cached_tokens": 400}, "completion_tokens": 100}
+    table = price_table()
+    shipped = Pricing(parse_settings({"backends": backends, "models": models, "data_dir": str(tmp_path)}, {}))
+    priced = shipped.price("api", "gpt-4o-mini", usage, None)
+    expected = table.prices["gpt-4o-mini"]
+    assert priced.source == "api" and table.as_of
+    assert priced.cost_usd == pytest.approx(600 * expected.input + 400 * expected.cached_input + 100 * expected.output)
+    configured = Pricing(parse_settings({"backends": backends, "models": models, "data_dir": str(tmp_path),
+                                         "pricing": {"prices": {"gpt-4o-mini": {"input": 1, "output": 1}}}}, {}))
+    assert configured.price("api", "gpt-4o-mini", usage, None).cost_usd == pytest.approx(1100 / 1e6)
+    off = Pricing(parse_settings({"backends": backends, "models": models, "pricing": {"price_table": False}}, {}))
+    assert off.price("api", "gpt-4o-mini", usage, None).source == "unpriced"
+    # `pricing update` writes a newer table into the data directory: it replaces the shipped one
+    (tmp_path / "api_prices.json").write_text(json.dumps({"as_of": "2027-01-01", "source": "test", "models": {
+        "gpt-4o-mini": {"input": 10.0, "output": 20.0}}}))
+    updated = Pricing(parse_settings({"backends": backends, "models": models, "data_dir": str(tmp_path)}, {}))
+    assert updated.price("api", "gpt-4o-mini", usage, None).cost_usd == pytest.approx((1000 * 10 + 100 * 20) / 1e6)
 
 
 def test_live_load_changes_the_self_hosted_price(tmp_path: Path) -> None:

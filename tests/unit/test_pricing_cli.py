@@ -88,6 +88,51 @@ def test_catalog_listings_and_plots(tmp_path: Path) -> None:
     assert "mixtral-8x7b" in tollgate("pricing", "models").stdout
     plotted = tollgate("pricing", "plot", "--model", "llama-3.1-8b", "--gpu", "l40s", "--precision", "fp8", "--out", str(tmp_path))
     assert plotted.returncode == 0, plotted.stderr
-    for name in ("roofline.svg", "cost.svg"):
-        svg = (tmp_path / name).read_text()
-        assert svg.startswith("<svg") and "<polyline" in svg and svg.rstrip().endswith("</svg>")
+    for name, label in (("roofline", "arithmetic intensity"), ("cost", "USD per 1M tokens")):
+        assert (tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+        svg = (tmp_path / f"{name}.svg").read_text()
+        assert "<svg" in svg and svg.rstrip().endswith("</svg>") and label in svg  # matplotlib keeps text as text
+
+
+def test_plan_ranks_deployments_and_apis_and_draws_cost_against_rate(tmp_path: Path) -> None:
+    args = ("pricing", "plan", "--model", "llama-3.1-8b", "--rate", "3", "--input-len", "800", "--output-len", "150",
+            "--gpu", "l40s", "--gpu", "l4", "--gpus", "1", "--precision", "fp8,int4", "--api", "gpt-4o-mini",
+            "--ttft-p95-ms", "800", "--tpot-p95-ms", "60")
+    planned = tollgate(*args, "--json", "--plot", str(tmp_path))
+    assert planned.returncode == 0, planned.stderr
+    result = json.loads(planned.stdout)
+    assert result["traffic"]["rate"] == 3 and result["api_prices_as_of"]
+    options = result["options"]
+    assert [o["usd_per_hour"] for o in options] == sorted(o["usd_per_hour"] for o in options)
+    hosted = [o for o in options if o["kind"] == "self-hosted"]
+    assert hosted and all(o["ttft_p95_ms"] <= 800 and o["tpot_p95_ms"] <= 60 for o in hosted)
+    assert all(set(o["break_even_rps"]) == {"gpt-4o-mini"} for o in hosted)
+    assert (tmp_path / "plan.png").stat().st_size > 10_000 and "requests per second" in (tmp_path / "plan.svg").read_text()
+    table = tollgate(*args)
+    assert table.returncode == 0 and "break-even request rate" in table.stdout and "gpt-4o-mini" in table.stdout
+    assert "e-0" not in table.stdout  # plain numbers in tables
+    no_rate = tollgate("pricing", "plan", "--model", "llama-3.1-8b")
+    assert no_rate.returncode == 2 and "--rate" in no_rate.stderr
+    unknown_api = tollgate("pricing", "plan", "--model", "llama-3.1-8b", "--rate", "1", "--api", "no-such-model")
+    assert unknown_api.returncode == 2 and "not in the price table" in unknown_api.stderr
+
+
+def test_the_price_table_ships_and_updates_from_a_litellm_file(tmp_path: Path) -> None:
+    shipped = json.loads(tollgate("pricing", "prices", "gpt-4o-mini", "--json").stdout)
+    mini = next(row for row in shipped if row["model"] == "gpt-4o-mini")
+    assert mini["input"] == pytest.approx(0.15) and mini["output"] == pytest.approx(0.6) and mini["as_of"]
+    litellm = {"sample_spec": {"mode": "chat"},
+               "gpt-4o-mini": {"mode": "chat", "input_cost_per_token": 2e-7, "output_cost_per_token": 8e-7,
+                               "cache_read_input_token_cost": 1e-7, "litellm_provider": "openai"},
+               "dall-e-3": {"mode": "image_generation", "input_cost_per_token": 0.0, "output_cost_per_token": 0.0}}
+    (tmp_path / "prices.json").write_text(json.dumps(litellm))
+    (tmp_path / "tollgate.yaml").write_text(f"data_dir: {tmp_path / 'data'}\n")
+    config = ("--config", str(tmp_path / "tollgate.yaml"))
+    updated = tollgate("pricing", "update", "--from", str(tmp_path / "prices.json"), "--as-of", "2026-12-01", *config)
+    assert updated.returncode == 0, updated.stderr
+    assert "1 models as of 2026-12-01" in updated.stdout and "1 with new prices" in updated.stdout
+    rows = json.loads(tollgate("pricing", "prices", "--json", *config).stdout)
+    assert rows == [{"model": "gpt-4o-mini", "input": 0.2, "output": 0.8, "cached_input": 0.1, "cache_write": None,
+                     "as_of": "2026-12-01"}]
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert tollgate("pricing", "update", "--from", str(tmp_path / "bad.json"), *config).returncode == 2

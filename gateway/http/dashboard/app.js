@@ -7,6 +7,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
 function formatUsd(value) {
+  if (value === null || value === undefined) return "-";
   const digits = Math.abs(value) >= 100 ? 2 : Math.abs(value) >= 1 ? 4 : 6;
   return "$" + value.toFixed(digits);
 }
@@ -88,8 +89,62 @@ async function fetchReport(key, params) {
     headers: { authorization: "Bearer " + key },
   });
   const body = await response.json();
-  if (!response.ok) throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const error = new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+    error.code = body.error && body.error.code;
+    throw error;
+  }
   return body;
+}
+
+// The backend report is for admin keys across all tenants: a tenant key gets 403 admin_only,
+// and the section stays hidden.
+async function fetchDeployments(key, params) {
+  if (params.tenant) return null;
+  try {
+    return await fetchReport(key, { from: params.from, to: params.to, group_by: "backend" });
+  } catch (error) {
+    if (error.code === "admin_only") return null;
+    throw error;
+  }
+}
+
+// One bar per deployment: its GPU bill, split into what the priced calls absorbed and idle capacity.
+function billBars(container, rows) {
+  const rowHeight = 28, width = 900, labelWidth = 160, valueWidth = 260;
+  const max = Math.max(...rows.map((row) => row.bill_usd || 0), 0) || 1;
+  const scale = (value) => ((width - labelWidth - valueWidth) * Math.max(value || 0, 0)) / max;
+  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${Math.max(rows.length, 1) * rowHeight + 24}`, role: "img" });
+  rows.forEach((row, index) => {
+    const y = index * rowHeight;
+    const used = scale(row.attributed_usd), idle = scale(row.idle_usd);
+    svg.append(svgElement("text", { x: 0, y: y + 18 }, row.group));
+    svg.append(svgElement("rect", { x: labelWidth, y: y + 5, width: Math.max(used, 1), height: 18, fill: "#2f6fde" }));
+    svg.append(svgElement("rect", { x: labelWidth + used, y: y + 5, width: idle, height: 18, fill: "#c9d3e3" }));
+    svg.append(svgElement("text", { x: labelWidth + used + idle + 6, y: y + 18 },
+      `${formatUsd(row.bill_usd)} bill · ${formatPercent(row.utilization || 0)} used`));
+  });
+  const legendY = rows.length * rowHeight + 16;
+  svg.append(svgElement("rect", { x: labelWidth, y: legendY - 10, width: 12, height: 12, fill: "#2f6fde" }));
+  svg.append(svgElement("text", { x: labelWidth + 16, y: legendY }, "attributed to calls"));
+  svg.append(svgElement("rect", { x: labelWidth + 160, y: legendY - 10, width: 12, height: 12, fill: "#c9d3e3" }));
+  svg.append(svgElement("text", { x: labelWidth + 176, y: legendY }, "idle capacity"));
+  container.replaceChildren(svg);
+}
+
+function renderDeployments(report) {
+  const section = $("deployments");
+  const rows = report ? report.groups.filter((row) => row.bill_usd !== null) : [];
+  section.hidden = rows.length === 0;
+  if (!rows.length) return;
+  billBars($("chart-deployments"), rows);
+  const hours = (value) => (value === null ? "-" : value.toFixed(value >= 10 ? 1 : 4));
+  const share = (value) => (value === null ? "-" : formatPercent(value));
+  table($("table-deployments"), rows, [["Deployment", "group", String], ["Replica-hours", "replica_hours", hours],
+    ["GPU bill", "bill_usd", formatUsd], ["Attributed to calls", "attributed_usd", formatUsd],
+    ["Idle capacity", "idle_usd", formatUsd], ["Utilization (measured)", "utilization", share],
+    ["Busy share", "busy_share", share], ["Planned utilization", "planned_utilization", share],
+    ["Requests", "requests", formatCount]]);
 }
 
 function render(byDay, byModel, byRoute) {
@@ -124,9 +179,11 @@ async function load() {
   status.className = "";
   status.textContent = "Loading…";
   try {
-    const [byDay, byModel, byRoute] = await Promise.all(
-      ["day", "model", "route"].map((group_by) => fetchReport(key, { ...params, group_by })));
+    const [byDay, byModel, byRoute, deployments] = await Promise.all([
+      ...["day", "model", "route"].map((group_by) => fetchReport(key, { ...params, group_by })),
+      fetchDeployments(key, params)]);
     render(byDay, byModel, byRoute);
+    renderDeployments(deployments);
     $("report").hidden = false;
     status.textContent = `${byDay.tenant || "all tenants"} · ${byDay.from} to ${byDay.to} (UTC days)`;
     document.body.dataset.loaded = "true";
