@@ -50,6 +50,8 @@ def entry(answer: dict[str, Any], cost_usd: float, flagship_cost_usd: float | No
 def replayed(cached: dict[str, Any], request_id: str) -> dict[str, Any]:
     """A cached answer as a fresh response: its own id and creation time."""
     answer = dict(cached)
+    if answer.get("object") == "list":  # embeddings: no id or creation time to renew
+        return answer
     prefix = "chatcmpl" if answer.get("object") == "chat.completion" else "cmpl"
     answer["id"], answer["created"] = f"{prefix}-{request_id}", int(time.time())
     return answer

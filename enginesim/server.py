@@ -83,6 +83,7 @@ class Simulator:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/moderations", self.moderations)
+        app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/sim/faults", self.get_faults)
@@ -130,6 +131,42 @@ class Simulator:
         results = [{"flagged": "[unsafe]" in str(t), "categories": {"violence": "[unsafe]" in str(t)},
                     "category_scores": {"violence": 0.99 if "[unsafe]" in str(t) else 0.01}} for t in texts]
         return web.json_response({"id": f"modr-{uuid.uuid4().hex[:12]}", "model": self.settings.model, "results": results})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        """OpenAI's embeddings API: a deterministic unit vector per input (from its text's hash),
+        ``encoding_format`` float or base64 (what the openai SDK asks for by default), timed as a
+        prefill of the inputs (one token's decode step added: the engine's way to finish a sequence)."""
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return web.json_response(error("invalid JSON body", 400), status=400)
+        self.last_request = body if isinstance(body, dict) else None
+        if not isinstance(body, dict) or body.get("model") != self.settings.model:
+            return web.json_response(error(f"The model `{(body or {}).get('model')}` does not exist.", 404, "NotFoundError"),
+                                     status=404)
+        raw = body.get("input")
+        items = raw if isinstance(raw, list) and raw and not all(isinstance(t, int) for t in raw) else [raw]
+        if raw in (None, "", []) or not all(isinstance(i, str) or (isinstance(i, list) and all(isinstance(t, int) for t in i))
+                                            for i in items):
+            return web.json_response(error("input must be a string, a list of strings or token lists", 400), status=400)
+        dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+        fmt = body.get("encoding_format") or "float"
+        if not isinstance(dimensions, int) or not 1 <= dimensions <= 4096 or fmt not in ("float", "base64"):
+            return web.json_response(error("dimensions must be 1-4096 and encoding_format float or base64", 400), status=400)
+        if self.faults.error_rate and self.rng.random() < self.faults.error_rate:
+            return web.json_response(error("injected fault", 500, "InternalServerError"), status=500)
+        texts = [i if isinstance(i, str) else json.dumps(i) for i in items]
+        sequences = [self.engine.submit(tokenize(text), plan_answer(text, 0, 1, []), body.get("cache_salt") or "")
+                     for text in texts]
+        prompt_tokens = 0
+        for sequence in sequences:
+            while await sequence.out.get() is not None:
+                pass
+            prompt_tokens += len(sequence.prompt)
+        data = [{"object": "embedding", "index": i, "embedding": _encode(_vector(text, dimensions), fmt)}
+                for i, text in enumerate(texts)]
+        return web.json_response({"object": "list", "data": data, "model": self.settings.model,
+                                  "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}})
 
     async def health(self, _: web.Request) -> web.Response:
         return web.Response(text="")
@@ -413,3 +450,32 @@ async def watch_parent(parent_pid: int) -> None:
         await asyncio.sleep(1.0)
         if os.getppid() != parent_pid:
             os._exit(0)
+
+
+EMBEDDING_DIMENSIONS = 384  # all-MiniLM-L6-v2's, a common small embedding model
+
+
+def _vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector that depends only on the text (the same input, the same embedding)."""
+    import hashlib
+    import math
+
+    values: list[float] = []
+    counter = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        values += [b / 127.5 - 1.0 for b in digest]
+        counter += 1
+    values = values[:dimensions]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def _encode(vector: list[float], fmt: str) -> list[float] | str:
+    """float: the list; base64: little-endian float32 bytes, as OpenAI and vLLM send them."""
+    if fmt == "float":
+        return vector
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()

@@ -33,6 +33,19 @@ class Arrival:
     started: float  # time.perf_counter()
     wall_started: float  # time.time()
     deadline: float  # perf_counter: the call's time is up (retries included)
+    tags: tuple[str, ...] = ()  # the key's tags: report rows of their own
+
+
+Span = tuple[float, float]  # (start, end), time.perf_counter seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Marks:
+    """When the stages before the upstream ran: taken only while tracing is on (``tracing.py``)."""
+
+    moderation: Span | None = None
+    routing: Span | None = None
+    admission: Span | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,7 @@ class Plan:
     ticket: Ticket  # what admission reserved
     cache: CacheRule | None  # None: not cacheable
     additions: Additions  # what the gateway adds to the body upstream (an output cap, a cache salt)
+    marks: Marks | None = None  # tracing on: when its stages ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,7 @@ class Outcome:
     answer_verdict: Verdict | None = None  # what the output checks found
     upstream_seconds: float | None = None
     ttft_s: float | None = None
+    pricing_span: Span | None = None  # tracing on: when the call was priced
 
 
 def verdict_of(plan: Plan, outcome: Outcome) -> Verdict | None:
@@ -104,6 +119,7 @@ def _record(arrival: Arrival, outcome: Outcome, now: float, *, requested: str, s
         ts=arrival.wall_started,
         tenant=arrival.tenant,
         key_id=arrival.key_id,
+        tags=list(arrival.tags),
         endpoint=arrival.endpoint,
         requested_model=requested[:200],
         model=(last.model if last else routing.route.model if routing else "") if outcome.answered else "",

@@ -288,6 +288,16 @@ class CacheConfig(_Strict):
     prefix: PrefixRoutingConfig = Field(default_factory=PrefixRoutingConfig)
 
 
+class TracingConfig(_Strict):
+    """OpenTelemetry traces over OTLP/HTTP (protobuf): off unless enabled."""
+
+    enabled: bool = False
+    endpoint: str = "http://127.0.0.1:4318/v1/traces"  # an OpenTelemetry Collector, Jaeger, Tempo...
+    headers: dict[str, str] = Field(default_factory=dict)  # e.g. an API key of a hosted backend
+    service_name: str = "tollgate"
+    sample_ratio: float = Field(1.0, ge=0, le=1)  # share of requests traced
+
+
 class Settings(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     redis_url: str | None = None
@@ -301,6 +311,7 @@ class Settings(_Strict):
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
     moderation: ModerationConfig = Field(default_factory=ModerationConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:

@@ -83,7 +83,7 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-ENDPOINT_LABELS = {"/chat/completions": "chat", "/completions": "completions"}
+ENDPOINT_LABELS = {"/chat/completions": "chat", "/completions": "completions", "/embeddings": "embeddings"}
 
 
 def count_unauthenticated(endpoint: str, status: int) -> None:

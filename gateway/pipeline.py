@@ -13,30 +13,36 @@ however it ended (``StreamedAnswer.close``). Every authenticated call leaves exa
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cache import exact
 from moderation.engine import Verdict
 
 from . import metrics
-from .call import Arrival, Outcome, Plan, record_of, refusal_record
+from .call import Arrival, Marks, Outcome, Plan, Span, record_of, refusal_record
 from .errors import APIError
-from .protocol import ParsedRequest, parse_request
+from .logs import Warnings
+from .protocol import EMBEDDINGS, ParsedRequest, parse_request
 from .stages import cascade
+from .stages.accounting.record import CallRecord
 from .stages.accounting.service import Accounting
-from .stages.auth import Authenticator
+from .stages.auth import Authenticator, model_not_allowed
 from .stages.cache import CachedAnswer, ResponseCache
 from .stages.cascade import NOT_CASCADED, CascadeResult
 from .stages.labels import LabelKeeper
 from .stages.moderation import Blocked, Moderation, Screening
 from .stages.prefix import CacheSalts, PrefixRouter
-from .stages.pricing import Pricing
-from .stages.router import Router, Routing
+from .stages.pricing import Price, Pricing
+from .stages.router import Router, Routing, is_routed
+from .tracing import Tracing
 from .upstream.forwarder import Additions, Forwarder, Reply, Served, UpstreamError, UpstreamStream
 from .upstream.relay import Relay, RelayRules
+
+throttled = Warnings(logging.getLogger("tollgate.tracing"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +90,11 @@ class Pipeline:
     def __init__(self, *, auth: Authenticator, router: Router, forwarder: Forwarder, pricing: Pricing,
                  accounting: Accounting, request_timeout_s: float, moderation: Moderation | None = None,
                  prefix: PrefixRouter | None = None, salts: CacheSalts | None = None, cache: ResponseCache | None = None,
-                 labels: LabelKeeper | None = None) -> None:
+                 labels: LabelKeeper | None = None, tracing: Tracing | None = None) -> None:
         self.auth, self.router, self.forwarder, self.pricing = auth, router, forwarder, pricing
         self.accounting, self.request_timeout_s = accounting, request_timeout_s
         self.moderation, self.prefix, self.salts, self.cache, self.labels = moderation, prefix, salts, cache, labels
+        self.tracing = tracing
 
     async def serve(self, incoming: Incoming) -> Answer | StreamedAnswer:
         try:
@@ -97,34 +104,50 @@ class Pipeline:
             raise
         started = time.perf_counter()
         arrival = Arrival(incoming.request_id, caller.tenant, caller.key_id, incoming.endpoint, started, time.time(),
-                          started + self.request_timeout_s)
+                          started + self.request_timeout_s, caller.tags)
         body: dict[str, Any] | None = None
         request: ParsedRequest | None = None
         screening: Screening | None = None
         routing: Routing | None = None
         salt: str | None = None
+        traced = self.tracing is not None
         try:
             body = await incoming.read_body()
             request = parse_request(body, arrival.endpoint)
-            if self.moderation is not None:
+            if not caller.may_call(request.model):
+                raise model_not_allowed(request.model, caller.models)
+            generates = arrival.endpoint != EMBEDDINGS
+            screened = time.perf_counter() if traced else 0.0
+            if self.moderation is not None and generates:
                 screening = await self.moderation.screen(body, caller.moderation, caller.tenant)
                 body = screening.body
+            routed = time.perf_counter() if traced else 0.0
+            if not generates and is_routed(request.model):
+                raise APIError(400, "embeddings are not routed: name an embedding model", code="invalid_value", param="model")
             routing = self.router.route(request.model, body, caller.tenant, single_answer=request.outputs == 1)
             salt = self.salts.of(caller.cache_group or caller.tenant) if self.salts is not None else None
             preference = await self.prefix.choose(body, routing.route, salt or "") if self.prefix is not None else None
+            admitted = time.perf_counter() if traced else 0.0
             routes = (routing.route, routing.escalation.route) if routing.escalation else (routing.route,)
             ticket = await self.accounting.admit(caller.limits, caller.tenant, caller.key_id, arrival.request_id, body,
-                                                 routes)
+                                                 routes, generates)
         except APIError as err:
             verdict = err.verdict if isinstance(err, Blocked) else (screening.verdict if screening else None)
             record = refusal_record(arrival, Outcome(err.status, err.code), time.perf_counter(), body, request, verdict, routing)
+            recorded = time.perf_counter()
             await asyncio.shield(self.accounting.record(record, None))
+            self._trace(arrival, record, (), None, None, recorded)
             raise
+        marks = None
+        if traced:
+            moderated = (screened, routed) if self.moderation is not None else None
+            marks = Marks(moderated, (routed, admitted), (admitted, time.perf_counter()))
         cache = None
         if self.cache is not None:
             cache = self.cache.rule(caller.tenant, arrival.endpoint, routing.kind, routing.route.model, body,
                                     incoming.cache_control)
-        plan = Plan(arrival, request, body, screening, routing, preference, ticket, cache, Additions(ticket.output_cap, salt))
+        plan = Plan(arrival, request, body, screening, routing, preference, ticket, cache, Additions(ticket.output_cap, salt),
+                    marks)
         try:
             return await self._answer(plan)
         except APIError as err:
@@ -174,10 +197,18 @@ class Pipeline:
                                                   arrival.deadline - time.perf_counter(), plan.additions)
         return stream, NOT_CASCADED
 
+    def _price(self, served: tuple[Served, ...]) -> tuple[Price, Span | None]:
+        """The calls' price, and (tracing on) when it was worked out."""
+        if self.tracing is None:
+            return self.pricing.price_calls(served), None
+        started = time.perf_counter()
+        price = self.pricing.price_calls(served)
+        return price, (started, time.perf_counter())
+
     async def _failed(self, plan: Plan, err: UpstreamError) -> None:
         """Forwarding failed: recorded with the upstream calls that did run (they are billed)."""
-        price = self.pricing.price_calls(err.served) if err.served else None
-        await self._record(plan, Outcome(err.status, err.code, err.served, price))
+        price, priced = self._price(err.served) if err.served else (None, None)
+        await self._record(plan, Outcome(err.status, err.code, err.served, price, pricing_span=priced))
 
     async def _whole(self, plan: Plan) -> Answer:
         try:
@@ -186,7 +217,9 @@ class Pipeline:
             await self._failed(plan, err)
             raise
         served = (how.prior, reply.served) if how.prior else (reply.served,)
-        price = self.pricing.price_calls(served)
+        price, priced = self._price(served)
+        if plan.arrival.endpoint == EMBEDDINGS:  # no flagship would have answered instead: nothing saved
+            price = replace(price, flagship_cost_usd=price.cost_usd)
         self._remember_replica(plan, reply.served)
         answer, verdict = reply.answer, None
         if how.strip_logprobs:
@@ -197,13 +230,13 @@ class Pipeline:
                 answer, verdict = await self.moderation.check_answer(answer, plan.screening, plan.arrival.tenant)
             except Blocked as err:  # the answer was made, so it is billed
                 await self._record(plan, Outcome(err.status, err.code, served, price, False, how.escalated, how.confidence,
-                                                 escalation_reason=how.reason,
-                                                 answer_verdict=err.verdict, upstream_seconds=reply.upstream_seconds))
+                                                 escalation_reason=how.reason, answer_verdict=err.verdict,
+                                                 upstream_seconds=reply.upstream_seconds, pricing_span=priced))
                 raise
         if self.cache is not None and plan.cache is not None:
             self.cache.store_soon(plan.cache, answer, price.cost_usd, price.flagship_cost_usd)
         outcome = Outcome(200, None, served, price, True, how.escalated, how.confidence, how.reason,
-                          answer_verdict=verdict, upstream_seconds=reply.upstream_seconds)
+                          answer_verdict=verdict, upstream_seconds=reply.upstream_seconds, pricing_span=priced)
         await self._record(plan, outcome)
         return Answer(plan, outcome, answer)
 
@@ -230,27 +263,43 @@ class Pipeline:
         """A stream is over: close the upstream, price what it generated, store and record it."""
         end = relay.close()
         served = (*head.served[:-1], relay.stream.served(end.usage))
-        price = self.pricing.price_calls(served)
+        price, priced = self._price(served)
         self._remember_replica(plan, served[-1])
         if end.answer is not None and self.cache is not None and plan.cache is not None:
             self.cache.store_soon(plan.cache, end.answer, price.cost_usd, price.flagship_cost_usd)
         verdict: Verdict | None = relay.window.verdict if relay.window is not None else None
         self._record_soon(plan, Outcome(200, end.error_code, served, price, True, head.escalated, head.confidence,
                                         head.escalation_reason, answer_verdict=verdict, upstream_seconds=head.upstream_seconds,
-                                        ttft_s=end.ttft_s))
+                                        ttft_s=end.ttft_s, pricing_span=priced))
 
     def _remember_replica(self, plan: Plan, served: Served) -> None:
         if self.prefix is not None and plan.preference is not None:
             self.prefix.served(plan.preference, served.replica)
 
     async def _record(self, plan: Plan, outcome: Outcome) -> None:
+        record = record_of(plan, outcome, time.perf_counter())
+        recorded = time.perf_counter() if self.tracing is not None else 0.0
         # Shielded: a client that hangs up must not cancel the write of what it cost.
-        await asyncio.shield(self.accounting.record(record_of(plan, outcome, time.perf_counter()), plan.ticket))
+        await asyncio.shield(self.accounting.record(record, plan.ticket))
+        self._trace(plan.arrival, record, outcome.served, plan.marks, outcome.pricing_span, recorded)
         self._keep_label(plan, outcome)
 
     def _record_soon(self, plan: Plan, outcome: Outcome) -> None:
-        self.accounting.record_soon(record_of(plan, outcome, time.perf_counter()), plan.ticket)
+        record = record_of(plan, outcome, time.perf_counter())
+        recorded = time.perf_counter() if self.tracing is not None else 0.0
+        self.accounting.record_soon(record, plan.ticket)
+        self._trace(plan.arrival, record, outcome.served, plan.marks, outcome.pricing_span, recorded)
         self._keep_label(plan, outcome)
+
+    def _trace(self, arrival: Arrival, record: CallRecord, served: tuple[Served, ...], marks: Marks | None,
+               priced: Span | None, recorded: float) -> None:
+        """Tracing on: the finished call as a trace. A tracing fault never fails a request."""
+        if self.tracing is None:
+            return
+        try:
+            self.tracing.emit(arrival, record, served, marks, priced, (recorded, time.perf_counter()))
+        except Exception as err:  # the SDK's or an exporter's bug: say so, serve on
+            throttled.warn(f"trace not emitted: {type(err).__name__}: {err}", key="tracing")
 
     def _keep_label(self, plan: Plan, outcome: Outcome) -> None:
         """Cascade outcomes that judged the cheap model become router training labels; calls that

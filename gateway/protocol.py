@@ -19,6 +19,7 @@ from .errors import APIError, from_validation_error
 
 CHAT = "/chat/completions"
 COMPLETIONS = "/completions"
+EMBEDDINGS = "/embeddings"
 
 
 class _Open(BaseModel):
@@ -93,6 +94,24 @@ class CompletionRequest(_SamplingParams):
         return self.max_tokens
 
 
+class EmbeddingRequest(_Open):
+    model: str = Field(min_length=1)
+    # A string, a list of strings, a list of token ids, or a list of token-id lists (OpenAI: at most 2,048).
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if value == "" or value == [] or (isinstance(value, list) and len(value) > 2048 and not isinstance(value[0], int)):
+            raise ValueError("input must be a non-empty string or a list of 1 to 2048 inputs")
+        if isinstance(value, list) and any(item == "" or item == [] for item in value):
+            raise ValueError("input must not contain empty strings or lists")
+        return value
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str
@@ -149,10 +168,16 @@ def nests_deeper_than(value: Any, limit: int) -> bool:
 
 
 def parse_request(body: dict[str, Any], endpoint: str) -> ParsedRequest:
-    """Validate a chat or legacy completion body; a 400 naming the first bad field otherwise."""
+    """Validate a chat, legacy completion or embeddings body; a 400 naming the first bad field otherwise."""
     if nests_deeper_than(body, MAX_NESTING):
         raise APIError(400, f"the request body nests arrays or objects more than {MAX_NESTING} levels deep",
                        code="nesting_too_deep")
+    if endpoint == EMBEDDINGS:
+        try:
+            embedding = EmbeddingRequest.model_validate(body)
+        except ValidationError as err:
+            raise from_validation_error(err) from None
+        return ParsedRequest(embedding.model, False, False, 1)
     spec: type[ChatCompletionRequest] | type[CompletionRequest] = ChatCompletionRequest if endpoint == CHAT else CompletionRequest
     try:
         parsed = spec.model_validate(body)

@@ -22,6 +22,7 @@ from .stages.router import Router
 from .store.fast_redis import ScriptRunner
 from .store.redis import REDIS_TIMEOUT_S, redis_client
 from .store.tenants import TenantStore
+from .tracing import Tracing
 from .upstream.forwarder import Forwarder
 from .upstream.pool import UpstreamPool, poll_engines
 from .upstream.transport import Transport
@@ -65,9 +66,10 @@ class GatewayState:
         cache = ResponseCache(settings.cache.exact, scripts) if settings.cache.exact.enabled else None
         prefix = PrefixRouter(settings.cache.prefix, scripts) if settings.cache.prefix.enabled else None
         salts = CacheSalts(settings.auth.key_hash_secret.encode()) if settings.cache.prefix.isolate_tenants else None
+        tracing = Tracing(settings.tracing) if settings.tracing.enabled else None
         pipeline = Pipeline(auth=auth, router=router, forwarder=Forwarder(pool), pricing=pricing, accounting=accounting,
                             request_timeout_s=settings.server.request_timeout_s, moderation=moderation, prefix=prefix,
-                            salts=salts, cache=cache, labels=labels)
+                            salts=salts, cache=cache, labels=labels, tracing=tracing)
         return cls(settings, redis, store, auth, pool, pricing, accounting, router, pipeline, labels, moderation)
 
     async def start(self) -> None:
@@ -93,4 +95,6 @@ class GatewayState:
         await self.pool.close()
         if self.moderation is not None:
             await self.moderation.close()
+        if self.pipeline.tracing is not None:
+            await asyncio.to_thread(self.pipeline.tracing.close)  # sends the last batch
         await self.redis.aclose()

@@ -47,9 +47,17 @@ class Verdict:
         return self.action == "block"
 
     def summary(self) -> str:
-        """For a header: ``redact:pii,secret`` (the categories that were not allowed)."""
-        shown = sorted(c for c, a in self.categories.items() if a != "allow")
-        return f"{self.action}:{','.join(shown)}" if shown else "allow"
+        """For a header: each action taken with its categories, strongest first, e.g.
+        ``redact:secret;flag:injection,pii`` (``allow`` when nothing was found to act on). One
+        list under the strongest action alone read as if every category had been redacted."""
+        by_action: dict[str, list[str]] = {}
+        for category, action in sorted(self.categories.items()):
+            if action != "allow":
+                by_action.setdefault(action, []).append(category)
+        if not by_action:
+            return "allow"
+        ordered = sorted(by_action, key=lambda action: -RANK[action])
+        return ";".join(f"{action}:{','.join(by_action[action])}" for action in ordered)
 
 
 def custom_findings(text: str, policy: Policy) -> list[Finding]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import roofline
@@ -222,9 +222,11 @@ def describe(d: Deployment) -> str:
 
 def plan(traffic: Traffic, objectives: Objectives, deployments: Sequence[Deployment],
          apis: Mapping[str, TokenPrices], top: int = 10, max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
-         usd_per_gpu_hour: Mapping[str, float] | None = None, requests: int = SEARCH_REQUESTS) -> list[Option]:
+         usd_per_gpu_hour: Mapping[str, float] | None = None, requests: int = SEARCH_REQUESTS,
+         on_candidate: Callable[[int], None] = lambda n: None) -> list[Option]:
     """The ``top`` cheapest deployments that meet the objectives at the profile's rate, and every
-    API model, cheapest per hour first."""
+    API model, cheapest per hour first. ``on_candidate(1)`` after each candidate is settled
+    (simulated, or skipped by the bound), for a progress bar."""
     prices = dict(usd_per_gpu_hour or {})
     per_request = {name: api_usd_per_request(p, traffic) for name, p in apis.items()}
 
@@ -240,10 +242,12 @@ def plan(traffic: Traffic, objectives: Objectives, deployments: Sequence[Deploym
         bounds.append((math.ceil(traffic.rate / ceiling) * replica_usd_per_hour(d), describe(d), d))
     bounds.sort(key=lambda bound: (bound[0], bound[1]))
     found: list[Option] = []
-    for bound, _, d in bounds:
+    for index, (bound, _, d) in enumerate(bounds):
         if len(found) >= top and bound > sorted(o.usd_per_hour for o in found)[top - 1]:
+            on_candidate(len(bounds) - index)
             break  # no deployment left can be among the cheapest
         option = _self_hosted_option(d, traffic, objectives, max_num_seqs, replica_usd_per_hour(d), per_request, requests)
+        on_candidate(1)
         if option is not None:
             found.append(option)
     found = sorted(found, key=_cheapest_first)[:top]

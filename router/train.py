@@ -14,6 +14,7 @@ import datetime
 import hashlib
 import math
 import random
+from collections.abc import Callable
 
 import numpy as np
 from scipy.sparse import csr_matrix
@@ -128,8 +129,10 @@ def fit(examples: list[Example], settings: FeatureSettings | None = None,
 
 
 def cross_validated_scores(examples: list[Example], folds: int, seed: int = 0, settings: FeatureSettings | None = None,
-                           regularization: float | None = None) -> list[float]:
-    """Each prompt scored by a router trained on the other folds (choosing its C on those folds only)."""
+                           regularization: float | None = None,
+                           on_fold: Callable[[int], None] | None = None) -> list[float]:
+    """Each prompt scored by a router trained on the other folds (choosing its C on those folds
+    only); ``on_fold(1)`` after each fold, for a progress bar."""
     if folds < 2 or folds > len(examples):
         raise ValueError(f"--cv needs 2 to {len(examples)} folds")
     settings = settings or FeatureSettings()
@@ -139,4 +142,6 @@ def cross_validated_scores(examples: list[Example], folds: int, seed: int = 0, s
         model = _fit_matrix(matrix[train], [examples[i] for i in train], settings, regularization)
         for i in held.tolist():
             scores[i] = model.score(examples[i].text)
+        if on_fold is not None:
+            on_fold(1)
     return scores

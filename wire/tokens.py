@@ -39,7 +39,7 @@ def prompt_tokens(body: dict[str, Any], non_text_part_tokens: int = NON_TEXT_PAR
     Chat: each message's text, its non-text parts (images, audio, files) at ``non_text_part_tokens``
     each, names, tool calls and their arguments, the chat template's framing per message, and the
     ``tools``, ``functions`` and ``response_format`` schemas the engine renders into the prompt.
-    Legacy completions: every prompt of a batch, and the ``suffix``."""
+    Legacy completions: every prompt of a batch, and the ``suffix``; embeddings: every input."""
     messages = body.get("messages")
     if isinstance(messages, list):
         total = REPLY_PRIMING_TOKENS
@@ -52,7 +52,7 @@ def prompt_tokens(body: dict[str, Any], non_text_part_tokens: int = NON_TEXT_PAR
                 total += count(value if isinstance(value, str) else orjson.dumps(value).decode())
         return total
     total = count(body["suffix"]) if isinstance(body.get("suffix"), str) else 0
-    prompt = body.get("prompt")
+    prompt = body.get("prompt", body.get("input"))  # embeddings: "input", in the same shapes
     if isinstance(prompt, str):
         return total + count(prompt)
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) for t in prompt):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .admin_cmds import keys_app, tenants_app
+from .admin_cmds import admin_app, keys_app, tenants_app
 from .ledger_archive import ledger_archive
 from .moderation_cmds import moderation_app
 from .pricing_cmds import pricing_app
@@ -18,6 +18,7 @@ app.command("engine-sim", add_help_option=False,
             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(engine_sim)
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(admin_app, name="admin")
 app.add_typer(pricing_app, name="pricing")
 app.add_typer(router_app, name="router")
 app.add_typer(limits_app, name="limits")

@@ -23,6 +23,7 @@ from pathlib import Path
 import typer
 
 from .options import ADMIN_KEY, URL, call
+from .progress import progress
 
 PAGE = 1000
 
@@ -87,13 +88,21 @@ def archive_tenant(fetch: Fetch, tenant: str, directory: Path) -> tuple[int, str
             return written, warning
 
 
-def archive_pass(fetch: Fetch, names: list[str], directory: Path) -> None:
+def archive_pass(fetch: Fetch, names: list[str], directory: Path, on_tenant: Callable[[int], None] = lambda n: None) -> None:
+    """Archive every tenant in ``names``; always ends with one line saying what the pass did (a pass
+    with nothing new says so, rather than nothing)."""
+    total = 0
     for name in names:
         written, warning = archive_tenant(fetch, name, directory)
+        on_tenant(1)
+        total += written
         if written:
             typer.echo(f"{name}: archived {written} records")
         if warning:
             typer.echo(f"{name}: {warning}; archive more often or raise ledger.max_records_per_tenant", err=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    typer.echo(f"{stamp}: {total} new records archived from {len(names)} tenants"
+               + ("" if total else "; the archive was up to date") + f" ({directory})")
 
 
 def ledger_archive(
@@ -113,7 +122,8 @@ def ledger_archive(
     while True:
         try:
             names = tenant or [row["id"] for row in call("GET", url, admin_key, "/admin/tenants")["data"]]
-            archive_pass(fetch, names, directory)
+            with progress("archiving tenants", len(names)) as step:
+                archive_pass(fetch, names, directory, step)
         except typer.Exit:
             if not follow:
                 raise

@@ -15,6 +15,7 @@ from pricing.roofline import Deployment
 from pricing.serving import Percentiles, ServingResult
 
 from .output import print_rows
+from .progress import progress
 
 pricing_app = typer.Typer(no_args_is_help=True, help="Roofline pricing of self-hosted models.")
 
@@ -296,7 +297,9 @@ def plan_cmd(
     longest = max(i + o for i, o in traffic.lengths)
     deployments = planner.candidate_deployments(arch_model, gpu_list, counts, precisions, longest, engine)
     objectives = planner.Objectives(ttft_p95_ms / 1000, tpot_p95_ms / 1000)
-    options = planner.plan(traffic, objectives, deployments, {n: table.prices[n] for n in names}, top, max_num_seqs, prices)
+    with progress("candidates", len(deployments)) as step:
+        options = planner.plan(traffic, objectives, deployments, {n: table.prices[n] for n in names}, top, max_num_seqs,
+                               prices, on_candidate=step)
     if plot is not None:
         from pricing.charts import plan_chart
 

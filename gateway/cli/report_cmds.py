@@ -30,8 +30,9 @@ def report(
     since: str | None = typer.Option(None, help="Period back from --to: 7d, 2w, 48h (default 30 days)."),
     start: str | None = typer.Option(None, "--from", help="First UTC day, YYYY-MM-DD."),
     end: str | None = typer.Option(None, "--to", help="Last UTC day, YYYY-MM-DD (default today)."),
-    by: str = typer.Option("day", "--by", help="Group by day, model, key or route; admin keys also backend "
-                           "(GPU bill, attributed cost, idle capacity and utilization per deployment)."),
+    by: str = typer.Option("day", "--by", help="Group by day, model, key, route or tag (keys' tags); admin keys "
+                           "also tenant (spend per tenant) and backend (GPU bill, attributed cost, idle capacity "
+                           "and utilization per deployment)."),
     fmt: str = typer.Option("table", "--format", help="table, csv or json."),
     url: str = URL,
     key: str = _KEY,
@@ -48,7 +49,8 @@ def report(
         typer.echo(report_csv(body), nl=False)
     else:
         typer.echo(f"{body['tenant'] or 'all tenants'}: {body['from']} to {body['to']} (UTC), by {body['group_by']}")
-        columns = _BACKEND_COLUMNS if body["group_by"] == "backend" else _TABLE_COLUMNS
+        columns = {"backend": _BACKEND_COLUMNS, "key": ["group", "name", "tenant", *_TABLE_COLUMNS[1:]],
+                   "tenant": ["group", "name", *_TABLE_COLUMNS[1:]]}.get(body["group_by"], _TABLE_COLUMNS)
         print_rows([*body["groups"], {"group": "total", **body["totals"]}], columns)
 
 

@@ -10,7 +10,9 @@ import typer
 
 from router.data import Example
 
-from .options import ADMIN_KEY, URL, call
+from .options import ADMIN_KEY, JSON, URL, call
+from .output import print_rows
+from .progress import progress
 
 router_app = typer.Typer(no_args_is_help=True, help="Train, evaluate and calibrate the router; set live thresholds.")
 _CHEAP_COST = typer.Option(None, "--cheap-cost-usd", help="Mean cost of one call to the cheap model (USD).")
@@ -43,7 +45,8 @@ def _scores(examples: list[Example], router: Path | None, cv: int | None) -> lis
             model = load(router)
             return [model.score(e.text) for e in examples]
         assert cv is not None
-        return cross_validated_scores(examples, cv)
+        with progress(f"{cv}-fold cross-validation", cv) as step:
+            return cross_validated_scores(examples, cv, on_fold=step)
     except (RouterFileError, ValueError) as err:
         raise _fail(str(err)) from None
 
@@ -149,9 +152,12 @@ def train_cmd(
     if cv is not None and len(examples) < 2 * cv:
         raise _fail(f"{len(examples)} examples are too few for {cv}-fold cross-validation: collect more labels")
     try:
-        model = fit(examples, regularization=regularization)
-        if cv is not None:
-            held_out = evaluate(cross_validated_scores(examples, cv, regularization=regularization), examples)
+        with progress("fitting the router", 1 + (cv or 0)) as step:
+            model = fit(examples, regularization=regularization)
+            step(1)
+            scores = cross_validated_scores(examples, cv, regularization=regularization, on_fold=step) if cv else None
+        if cv is not None and scores is not None:
+            held_out = evaluate(scores, examples)
             model.metadata["cross_validated"] = {"folds": cv, "apgr": held_out.apgr, "cpt50": held_out.cpt50,
                                                  "cpt80": held_out.cpt80}
     except ValueError as err:
@@ -275,16 +281,10 @@ def collect_cmd(
     except (ValueError, CollectError) as err:
         raise _fail(str(err)) from None
     asking = Asking(url, api_key, max_tokens, temperature, scorer, completions, tuple(stop))
-    step = max(len(prompts) // 10, 1)
-
-    def progress(done: int) -> None:
-        if done % step == 0 or done == len(prompts):
-            typer.echo(f"  {done}/{len(prompts)} prompts", err=True)
-
     right = 0
     try:
-        with out.open("w", encoding="utf-8") as handle:
-            for record in collect(prompts, asking, check, model, flagship, concurrency, progress):
+        with out.open("w", encoding="utf-8") as handle, progress("asking", len(prompts)) as step:
+            for record in collect(prompts, asking, check, model, flagship, concurrency, lambda done: step(1)):
                 right += record["correct"]
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     except CollectError as err:
@@ -394,6 +394,15 @@ def set_cmd(
 
 
 @router_app.command("show")
-def show_cmd(url: str = URL, admin_key: str = ADMIN_KEY) -> None:
-    """The live thresholds."""
-    typer.echo(json.dumps(call("GET", url, admin_key, "/admin/router/thresholds"), indent=2))
+def show_cmd(url: str = URL, admin_key: str = ADMIN_KEY, as_json: bool = JSON) -> None:
+    """The thresholds in force, and where each comes from (the config, or a live override)."""
+    shown = call("GET", url, admin_key, "/admin/router/thresholds")
+    if as_json:
+        typer.echo(json.dumps(shown, indent=2))
+        return
+    overrides = shown["overrides"]
+    rows = [{"setting": name, "in_force": shown[name], "configured": shown["configured"][name],
+             "live_override": overrides[name]} for name in ("threshold", "escalation")]
+    rows += [{"setting": f"threshold for tenant {tenant}", "in_force": value, "configured": None, "live_override": value}
+             for tenant, value in sorted(shown["tenants"].items())]
+    print_rows(rows, ["setting", "in_force", "configured", "live_override"])

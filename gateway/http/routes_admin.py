@@ -3,8 +3,9 @@ tenants' moderation overrides. The CLI wraps it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -17,6 +18,7 @@ from ..errors import APIError
 from ..stages.router import THRESHOLDS_KEY
 from ..state import GatewayState
 from ..store.redis import as_text, is_stream_id
+from ..store.tenants import KeyTerms
 from . import docs
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=docs.ADMIN)
@@ -36,11 +38,63 @@ class TenantChanges(BaseModel):
     prefix_cache_group: str | None = Field(None, min_length=1, max_length=63, pattern=r"^[a-z0-9][a-z0-9_-]*$")
 
 
-class NewKey(BaseModel):
+_TAG = r"^[A-Za-z0-9_.:/-]{1,64}$"  # no '|': tags name report rows
+_DURATION = r"^[1-9][0-9]{0,5}[smhdw]$"
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> float:
+    """``90s``, ``15m``, ``12h``, ``30d`` or ``4w`` in seconds."""
+    return int(text[:-1]) * _SECONDS[text[-1]]
+
+
+class KeyTermsBody(BaseModel):
+    """Expiry (``expires_in`` from now, or ``expires_at`` in epoch seconds; null: never), the
+    public models the key may call (null: all), tags (report rows) and free metadata."""
+
     model_config = ConfigDict(extra="forbid")
+    expires_in: str | None = Field(None, pattern=_DURATION, description="e.g. 30d, 12h, 4w")
+    expires_at: float | None = Field(None, gt=0, description="epoch seconds")
+    models: list[str] | None = Field(None, max_length=100)
+    tags: list[Annotated[str, Field(pattern=_TAG)]] | None = Field(None, max_length=20)
+    metadata: dict[str, Annotated[str, Field(max_length=500)]] | None = Field(None, max_length=20)
+
+    def terms(self, known_models: set[str]) -> dict[str, object]:
+        """The fields this body sets, checked: models must be ones the gateway serves."""
+        fields = self.model_fields_set
+        out: dict[str, object] = {}
+        if "expires_in" in fields or "expires_at" in fields:
+            if self.expires_in and self.expires_at:
+                raise APIError(400, "give expires_in or expires_at, not both", code="invalid_value", param="expires_in")
+            out["expires"] = time.time() + duration_seconds(self.expires_in) if self.expires_in else self.expires_at
+        if "models" in fields:
+            unknown = sorted(set(self.models or ()) - known_models)
+            if unknown:
+                raise APIError(400, f"unknown models {', '.join(unknown)}; known: {', '.join(sorted(known_models))}",
+                               code="invalid_value", param="models")
+            out["models"] = tuple(dict.fromkeys(self.models or ()))
+        if "tags" in fields:
+            out["tags"] = tuple(dict.fromkeys(self.tags or ()))
+        if "metadata" in fields:
+            out["metadata"] = dict(self.metadata or {})
+        return out
+
+
+class NewKey(KeyTermsBody):
     tenant: str | None = Field(None, max_length=63)
     name: str = Field("", max_length=200)
     role: Literal["tenant", "admin"] = "tenant"
+
+
+class KeyChanges(KeyTermsBody):
+    """Fields left out stay as they are."""
+
+    name: str | None = Field(None, max_length=200)
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap: str = Field("24h", pattern=_DURATION, description="how long the old secret keeps working")
 
 
 class RouterThresholds(BaseModel):
@@ -100,11 +154,34 @@ async def disable_tenant(request: Request, tenant_id: str) -> dict:
     return await gateway.store.disable_tenant(tenant_id)
 
 
+def _known_models(gateway: GatewayState) -> set[str]:
+    """What a key may be limited to: the configured models, and the router's names when it has one."""
+    routed = {"auto", "cascade"} if gateway.settings.router else set()
+    return {m.name for m in gateway.settings.models} | routed
+
+
 @router.post("/keys", status_code=201)
 async def create_key(request: Request, body: NewKey) -> dict:
     """A new key; the plain key is in this answer only and is never stored."""
     gateway = await admin_gateway(request)
-    plain, record = await gateway.store.create_key(body.tenant, body.name, body.role)
+    terms = KeyTerms(**body.terms(_known_models(gateway)))  # type: ignore[arg-type]
+    plain, record = await gateway.store.create_key(body.tenant, body.name, body.role, terms)
+    return {**record.public(), "key": plain}
+
+
+@router.patch("/keys/{key_id}")
+async def update_key(request: Request, key_id: str, body: KeyChanges) -> dict:
+    """Change a key's name, expiry, allowed models, tags or metadata; every replica applies it within a second."""
+    gateway = await admin_gateway(request)
+    return (await gateway.store.update_key(key_id, body.name, body.terms(_known_models(gateway)))).public()
+
+
+@router.post("/keys/{key_id}/rotate")
+async def rotate_key(request: Request, key_id: str, body: Rotation) -> dict:
+    """A new secret for the same key id (limits, tags, records and reports carry on); the old one
+    keeps working for ``overlap`` so clients can move over. The new key is in this answer only."""
+    gateway = await admin_gateway(request)
+    plain, record = await gateway.store.rotate_key(key_id, duration_seconds(body.overlap))
     return {**record.public(), "key": plain}
 
 
@@ -134,27 +211,37 @@ def _floats(raw: Mapping[bytes | str, bytes | str]) -> dict[str, float]:
 @router.get("/router/thresholds")
 async def get_thresholds(request: Request) -> dict:
     gateway = await admin_gateway(request)
+    """The values in force (a live override, else the config's), and apart from them the config's
+    values and the live overrides, so that nobody reads a missing override as a missing setting."""
     raw = _floats(await gateway.redis.hgetall(THRESHOLDS_KEY))
-    default = gateway.settings.router.threshold if gateway.settings.router else None
+    config = gateway.settings.router
+    configured = {"threshold": config.threshold if config else None,
+                  "escalation": config.cascade.escalation_threshold if config else None}
+    overrides = {"threshold": raw.get("global"), "escalation": raw.get("escalation")}
+    tenants = {k.removeprefix("tenant:"): v for k, v in raw.items() if k.startswith("tenant:")}
     return {
-        "threshold": raw.get("global", default),
-        "escalation": raw.get("escalation"),
-        "tenants": {k.removeprefix("tenant:"): v for k, v in raw.items() if k.startswith("tenant:")},
+        "threshold": overrides["threshold"] if overrides["threshold"] is not None else configured["threshold"],
+        "escalation": overrides["escalation"] if overrides["escalation"] is not None else configured["escalation"],
+        "tenants": tenants,
+        "configured": configured,
+        "overrides": {**overrides, "tenants": tenants},
     }
 
 
 @router.put("/router/thresholds")
 async def set_thresholds(request: Request, body: RouterThresholds) -> dict:
-    """Every replica applies a change within a second (workers refresh twice a second)."""
+    """Every replica applies a change within a second (workers refresh twice a second). A field
+    set to null removes its live override (the config's value applies again)."""
     gateway = await admin_gateway(request)
     for tenant, value in body.tenants.items():
         if value is not None and not 0 <= value <= 1:
             raise APIError(400, f"tenants.{tenant}: threshold must be between 0 and 1", code="invalid_value")
     async with gateway.redis.pipeline(transaction=False) as pipe:  # one key; also fine on a Cluster
-        if body.threshold is not None:
-            pipe.hset(THRESHOLDS_KEY, "global", body.threshold)
-        if body.escalation is not None:
-            pipe.hset(THRESHOLDS_KEY, "escalation", body.escalation)
+        for field, value in (("global", body.threshold), ("escalation", body.escalation)):
+            if value is not None:
+                pipe.hset(THRESHOLDS_KEY, field, value)
+            elif ("threshold" if field == "global" else field) in body.model_fields_set:
+                pipe.hdel(THRESHOLDS_KEY, field)  # an explicit null: back to the config's value
         for tenant, value in body.tenants.items():
             if value is None:
                 pipe.hdel(THRESHOLDS_KEY, f"tenant:{tenant}")

@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from ..errors import APIError
 from ..pipeline import Incoming
-from ..protocol import CHAT, COMPLETIONS, ModelCard, ModelList
+from ..protocol import CHAT, COMPLETIONS, EMBEDDINGS, ModelCard, ModelList
 from ..state import GatewayState
 from . import docs
 from .responses import response_of
@@ -81,9 +81,17 @@ async def completions(request: Request) -> Response:
     return await _serve(request, COMPLETIONS)
 
 
+@router.post("/v1/embeddings", tags=["openai"])
+async def embeddings(request: Request) -> Response:
+    """Forwarded to the model's backend, priced by its input tokens, recorded and limited like any
+    call. Not routed (name a model, not ``auto``) and not moderated."""
+    return await _serve(request, EMBEDDINGS)
+
+
 @router.get("/v1/models", tags=["openai"])
 async def list_models(request: Request) -> Response:
     gateway = _gateway(request)
-    await gateway.auth.authenticate(request.headers.get("authorization"))
-    cards = [ModelCard(id=name, created=_STARTED, owned_by="tollgate") for name in gateway.pool.routes]
+    caller = await gateway.auth.authenticate(request.headers.get("authorization"))
+    cards = [ModelCard(id=name, created=_STARTED, owned_by="tollgate") for name in gateway.pool.routes
+             if caller.may_call(name)]
     return Response(ModelList(data=cards).model_dump_json(), media_type="application/json")

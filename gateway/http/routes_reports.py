@@ -17,7 +17,17 @@ from starlette.responses import JSONResponse, Response
 from ..errors import APIError
 from ..stages.accounting import periods
 from ..stages.accounting.metering import load_meter
-from ..stages.accounting.reports import GROUPINGS, build_backend_report, build_report, load_days, report_csv
+from ..stages.accounting.reports import (
+    ADMIN_GROUPINGS,
+    GROUPINGS,
+    build_backend_report,
+    build_report,
+    build_tenant_report,
+    label_keys,
+    load_days,
+    load_tenant_days,
+    report_csv,
+)
 from ..stages.auth import Caller
 from ..state import GatewayState
 from ..store.redis import is_stream_id
@@ -78,7 +88,7 @@ def _param_of(err: ValueError) -> str | None:
 @router.get("/v1/reports/costs", responses=_ERRORS)
 async def cost_report(
     request: Request,
-    group_by: str = Query("day", description="day, model, key or route; admin keys also backend"),
+    group_by: str = Query("day", description="day, model, key, route or tag; admin keys also tenant and backend"),
     fmt: str = Query("json", alias="format", description="json or csv"),
     tenant: str | None = Query(None, max_length=63, description="admin keys: one tenant (default: all of them)"),
     from_: str | None = Query(None, alias="from", max_length=40, description="first day, YYYY-MM-DD or ISO 8601"),
@@ -86,19 +96,20 @@ async def cost_report(
     since: str | None = Query(None, max_length=8, description="instead of from: 7d, 2w or 48h back from `to`"),
 ) -> Response:
     """Spend, tokens, requests, the flagship-only counterfactual and savings, grouped by day, model, key
-    or route. ``group_by=backend`` (admin keys, every tenant): each self-hosted deployment's GPU bill,
-    the cost attributed to its calls, idle capacity and measured utilization."""
+    (with each key's name and tenant), route or key tag. Admin keys also: ``group_by=tenant`` (spend per
+    tenant, biggest first) and ``group_by=backend`` (every tenant): each self-hosted deployment's GPU
+    bill, the cost attributed to its calls, idle capacity and measured utilization."""
     gateway, caller = await _caller(request)
-    if group_by not in (*GROUPINGS, "backend"):
-        raise APIError(400, f"group_by must be one of {', '.join(GROUPINGS)} or backend", code="invalid_value",
+    if group_by not in (*GROUPINGS, *ADMIN_GROUPINGS):
+        raise APIError(400, f"group_by must be one of {', '.join(GROUPINGS + ADMIN_GROUPINGS)}", code="invalid_value",
                        param="group_by")
     if fmt not in ("json", "csv"):
         raise APIError(400, "format must be json or csv", code="invalid_value", param="format")
-    if group_by == "backend":
+    if group_by in ADMIN_GROUPINGS:
         if not caller.is_admin:
-            raise APIError(403, "the backend report is for admin keys: it shows every tenant's deployments",
+            raise APIError(403, f"the {group_by} report is for admin keys: it shows every tenant",
                            code="admin_only", param="group_by")
-        if tenant:
+        if tenant and group_by == "backend":
             raise APIError(400, "the backend report covers every tenant: leave tenant out", code="invalid_value",
                            param="tenant")
     tenant = _tenant_scope(caller, tenant)
@@ -106,15 +117,20 @@ async def cost_report(
     days = periods.days_between(first, last)
     try:
         tenants = [tenant] if tenant else await gateway.store.tenant_ids()
-        counts = await load_days(gateway.redis, tenants, days)
-        meter = await load_meter(gateway.redis, days) if group_by == "backend" else {}
+        if group_by == "tenant":
+            names = {str(t["id"]): str(t["name"]) for t in await gateway.store.list_tenants()}
+            report = build_tenant_report(await load_tenant_days(gateway.redis, tenants, days), names, days[0], days[-1])
+        elif group_by == "backend":
+            counts = await load_days(gateway.redis, tenants, days)
+            planned = {b.name: b.deployment.utilization for b in gateway.settings.backends if b.deployment}
+            report = build_backend_report(counts, await load_meter(gateway.redis, days), planned, days[0], days[-1])
+        else:
+            report = build_report(await load_days(gateway.redis, tenants, days), group_by, tenant, days[0], days[-1])
+            if group_by == "key":
+                keys = await gateway.store.list_keys(tenant)
+                report = label_keys(report, {k.key_id: (k.name, k.tenant) for k in keys})
     except (RedisError, OSError):
         raise APIError(503, "report store unavailable, try again", code="store_unavailable") from None
-    if group_by == "backend":
-        planned = {b.name: b.deployment.utilization for b in gateway.settings.backends if b.deployment}
-        report = build_backend_report(counts, meter, planned, days[0], days[-1])
-    else:
-        report = build_report(counts, group_by, tenant, days[0], days[-1])
     if fmt == "csv":
         filename = f"tollgate-costs-{tenant or 'all'}-{days[0]}-{days[-1]}-{group_by}.csv"
         return Response(report_csv(report), media_type="text/csv",

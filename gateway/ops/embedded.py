@@ -88,9 +88,36 @@ def embedded_valkey(data_dir: Path, watch_interval_s: float = 1.0) -> Iterator[s
     server.start_private()
     watcher = _Watcher(server, watch_interval_s)
     watcher.start()
+    port_file = folder / PORT_FILE  # so that `tollgate admin recover` finds the running server
+    port_file.write_text(str(port))
     try:
-        yield f"redis://{USER}:{password}@127.0.0.1:{port}/0"
+        yield embedded_url(password, port)
     finally:
         watcher.stopping.set()
         watcher.join(timeout=5)
         server.stop()
+        port_file.unlink(missing_ok=True)
+
+
+PORT_FILE = "port"
+
+
+def embedded_url(password: str, port: int) -> str:
+    return f"redis://{USER}:{password}@127.0.0.1:{port}/0"
+
+
+def running_embedded_url(data_dir: Path) -> str | None:
+    """The URL of the embedded Valkey a running ``tollgate serve`` started from this data
+    directory, or None when none is running."""
+    try:
+        port = int((data_dir / "valkey" / PORT_FILE).read_text())
+        password = (data_dir / "valkey_password").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return None
+    return embedded_url(password, port)

@@ -38,6 +38,12 @@ class Caller:
     limits: CallerLimits = _NO_LIMITS
     moderation: str | None = None  # the tenant's moderation overrides (JSON), if any
     cache_group: str = ""  # whose prefix cache the tenant shares: its own id unless an admin grouped it
+    expires: float | None = None  # epoch seconds: checked on every call, cached or not
+    models: frozenset[str] | None = None  # the public models the key may call; None: all
+    tags: tuple[str, ...] = ()
+
+    def may_call(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
     @property
     def is_admin(self) -> bool:
@@ -45,6 +51,12 @@ class Caller:
 
 
 _Entry = tuple  # (expires, caller or None, fetched at), monotonic seconds
+
+
+def model_not_allowed(model: str, allowed: frozenset[str] | None) -> APIError:
+    names = ", ".join(sorted(allowed or ()))
+    return APIError(403, f"this API key may not call model {model[:100]!r}; it may call: {names}",
+                    code="model_not_allowed", param="model")
 
 
 def _unauthorized(message: str) -> APIError:
@@ -76,6 +88,8 @@ class Authenticator:
         caller = await self._lookup(token, presented_hash)
         if caller is None:
             raise _unauthorized("invalid or revoked API key")
+        if caller.expires is not None and time.time() >= caller.expires:
+            raise _unauthorized("API key expired: ask your administrator for a new one")
         return caller
 
     async def require_admin(self, authorization: str | None) -> Caller:
@@ -111,7 +125,7 @@ class Authenticator:
             return None
         limits = resolve(*self.limit_defaults, tenant_fields, record.limit_fields)
         return Caller(caller.key_id, caller.tenant, caller.role, limits, tenant_fields.get("moderation"),
-                      tenant_fields.get("prefix_cache_group") or caller.tenant)
+                      tenant_fields.get("prefix_cache_group") or caller.tenant, caller.expires, caller.models, caller.tags)
 
     def _stale_or_unavailable(self, cached: _Entry | None, now: float, err: Exception) -> Caller | None:
         """Redis is unreachable: a key verified recently keeps working (fail open for known keys)."""
@@ -123,8 +137,14 @@ class Authenticator:
 
 
 def _caller_if_valid(record: KeyRecord | None, presented_hash: str) -> Caller | None:
+    """The key's caller if the presented secret is its current one, or its previous one within the
+    rotation's overlap. (Expiry is checked on every call by ``authenticate``, so that an expired key
+    says so rather than looking unknown.)"""
     if record is None or record.revoked:
         return None
-    if not hashes_match(record.key_hash, presented_hash):
+    current = hashes_match(record.key_hash, presented_hash)
+    previous = bool(record.previous_hash) and hashes_match(record.previous_hash, presented_hash)
+    if not current and not (previous and time.time() < record.previous_until):
         return None
-    return Caller(key_id=record.key_id, tenant=record.tenant, role=record.role)
+    return Caller(key_id=record.key_id, tenant=record.tenant, role=record.role, expires=record.expires,
+                  models=frozenset(record.models) if record.models else None, tags=record.tags)

@@ -21,6 +21,7 @@ from cache import exact
 from .. import metrics
 from ..config import ExactCacheConfig
 from ..logs import Warnings
+from ..protocol import EMBEDDINGS
 from ..store.fast_redis import ScriptRunner
 
 log = logging.getLogger("tollgate.cache")
@@ -52,7 +53,8 @@ class ResponseCache:
     def rule(self, tenant: str, endpoint: str, route_kind: str, model: str, body: dict[str, Any],
              cache_control: str | None) -> CacheRule | None:
         """Whether this call may be read from and stored in the cache, and under which key."""
-        if not exact.cacheable(body, self.config.deterministic_only):
+        # embeddings are deterministic whatever the body says: always cacheable
+        if not exact.cacheable(body, self.config.deterministic_only and endpoint != EMBEDDINGS):
             return None
         may_read, may_store = exact.directives(cache_control)
         if not (may_read or may_store):

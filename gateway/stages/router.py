@@ -86,6 +86,11 @@ def _is_number(value: bytes | str) -> bool:
     return True
 
 
+def is_routed(model: str) -> bool:
+    """Whether a model name asks the router (``auto``, ``cascade``, ``router:<t>``) rather than names a model."""
+    return model in ROUTED_NAMES or model.startswith("router:")
+
+
 class Router:
     def __init__(self, pool: UpstreamPool, config: RouterConfig | None, redis: Redis) -> None:
         self.pool = pool
@@ -96,7 +101,7 @@ class Router:
 
     def route(self, model: str, body: dict, tenant: str, single_answer: bool) -> Routing:
         """Where the call goes; 404 for an unknown model, 400 for a malformed ``router:<t>``."""
-        if model not in ROUTED_NAMES and not model.startswith("router:"):
+        if not is_routed(model):
             return Routing("direct", self.pool.resolve(model))
         if self.config is None or self.model is None:
             raise APIError(404, f"model {model!r} needs a router (the `router` config block)",

@@ -4,17 +4,21 @@ Layout (all under the ``tg:`` prefix):
   ``tg:tenants``             set of tenant ids
   ``tg:tenant:<id>``         hash: id, name, created, disabled
   ``tg:tenant:<id>:keys``    set of key ids
-  ``tg:key:<key_id>``        hash: id, tenant, name, role, hash, created, revoked
+  ``tg:key:<key_id>``        hash: id, tenant, name, role, hash, created, revoked; and, when set,
+                             expires, models, tags, metadata (JSON), prev_hash and prev_until
 A key record is found by its public id in one round trip; the secret part is checked against
 the stored keyed hash. Revoking sets ``revoked`` and every replica's short auth cache expires.
+Rotation gives a key id a new secret and keeps the old one's hash working until ``prev_until``,
+so clients can move over without an outage.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from redis.asyncio import Redis
@@ -38,6 +42,12 @@ class KeyRecord:
     created: float
     revoked: bool
     limit_fields: dict[str, str] = field(default_factory=dict)  # "limit:<name>" overrides, prefix kept
+    expires: float | None = None  # epoch seconds; None: never
+    models: tuple[str, ...] = ()  # public model names it may call; empty: all
+    tags: tuple[str, ...] = ()  # report dimensions (``group_by=tag``)
+    metadata: dict[str, str] = field(default_factory=dict)  # the operator's own notes (owner, cost centre)
+    previous_hash: str = ""  # the secret before the last rotation, accepted until ``previous_until``
+    previous_until: float = 0.0
 
     def public(self) -> dict[str, object]:
         """What may be shown about a key: never its hash."""
@@ -48,7 +58,15 @@ class KeyRecord:
             "role": self.role,
             "created": int(self.created),
             "revoked": self.revoked,
+            "expires": None if self.expires is None else int(self.expires),
+            "models": list(self.models) or None,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "previous_secret_until": int(self.previous_until) if self.previous_until > time.time() else None,
         }
+
+    def expired(self, now: float) -> bool:
+        return self.expires is not None and now >= self.expires
 
 
 def _decode(raw: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
@@ -68,7 +86,43 @@ def key_record_from_hash(raw: Mapping[bytes | str, bytes | str]) -> KeyRecord | 
         created=float(fields.get("created", 0)),
         revoked=fields.get("revoked") == "1",
         limit_fields={k: v for k, v in fields.items() if k.startswith("limit:")},
+        expires=float(fields["expires"]) if fields.get("expires") else None,
+        models=tuple(_json_list(fields.get("models"))),
+        tags=tuple(_json_list(fields.get("tags"))),
+        metadata=_json_object(fields.get("metadata")),
+        previous_hash=fields.get("prev_hash", ""),
+        previous_until=float(fields.get("prev_until") or 0),
     )
+
+
+def _json_list(text: str | None) -> list[str]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _json_object(text: str | None) -> dict[str, str]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class KeyTerms:
+    """What an operator sets on a key besides its name: expiry, models, tags, metadata."""
+
+    expires: float | None = None
+    models: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def fields(self) -> dict[EncodableT, EncodableT]:
+        return {"expires": "" if self.expires is None else repr(self.expires), "models": json.dumps(list(self.models)),
+                "tags": json.dumps(list(self.tags)), "metadata": json.dumps(self.metadata)}
 
 
 class TenantStore:
@@ -145,7 +199,8 @@ class TenantStore:
             await self.redis.hset(f"tg:key:{as_text(key_id)}", "revoked", "1")
         return {**tenant, "disabled": True}
 
-    async def create_key(self, tenant_id: str | None, name: str = "", role: Role = "tenant") -> tuple[str, KeyRecord]:
+    async def create_key(self, tenant_id: str | None, name: str = "", role: Role = "tenant",
+                         terms: KeyTerms | None = None) -> tuple[str, KeyRecord]:
         """A new key: returns the plain key (shown once, never stored) and its record."""
         if role == "tenant":
             tenant = await self.get_tenant(tenant_id or "")
@@ -163,6 +218,8 @@ class TenantStore:
             created=time.time(),
             revoked=False,
         )
+        if terms is not None:
+            record = replace(record, expires=terms.expires, models=terms.models, tags=terms.tags, metadata=terms.metadata)
         await self._save_key(record)
         return key.full, record
 
@@ -175,6 +232,7 @@ class TenantStore:
             "hash": record.key_hash,
             "created": str(record.created),
             "revoked": "1" if record.revoked else "0",
+            **KeyTerms(record.expires, record.models, record.tags, record.metadata).fields(),
         }
         # Two writes, not a transaction: the keys live in different slots on a Redis Cluster. The
         # record first, so an id listed in the index always has a record.
@@ -203,6 +261,32 @@ class TenantStore:
             raise APIError(404, f"no key {key_id!r}", code="key_not_found")
         await self.redis.hset(f"tg:key:{key_id}", "revoked", "1")
         return await self.get_key(key_id) or record
+
+    async def update_key(self, key_id: str, name: str | None, terms: dict[str, object]) -> KeyRecord:
+        """Change a key's name, expiry, models, tags or metadata (only the ones given)."""
+        record = await self.get_key(key_id)
+        if record is None:
+            raise APIError(404, f"no key {key_id!r}", code="key_not_found")
+        current = KeyTerms(record.expires, record.models, record.tags, record.metadata)
+        changed = replace(current, **terms)  # type: ignore[arg-type]
+        mapping: dict[EncodableT, EncodableT] = {k: v for k, v in changed.fields().items() if k in terms}
+        if name is not None:
+            mapping["name"] = name
+        if mapping:
+            await self.redis.hset(f"tg:key:{key_id}", mapping=mapping)
+        return await self.get_key(key_id) or record
+
+    async def rotate_key(self, key_id: str, overlap_s: float) -> tuple[str, KeyRecord]:
+        """A new secret for the same key id (its limits, tags, records and reports carry on); the old
+        secret keeps working for ``overlap_s`` seconds so clients can move over."""
+        record = await self.get_key(key_id)
+        if record is None or record.revoked:
+            raise APIError(404, f"no active key {key_id!r}", code="key_not_found")
+        key = new_key(key_id)
+        await self.redis.hset(f"tg:key:{key_id}", mapping={
+            "hash": hash_key(self.server_secret, key.full), "prev_hash": record.key_hash,
+            "prev_until": repr(time.time() + overlap_s)})
+        return key.full, await self.get_key(key_id) or record
 
     async def set_limits(self, hash_key: str, prefix: str, values: dict[str, float | None]) -> None:
         """Write limit overrides under ``prefix``; None removes an override (back to the default)."""

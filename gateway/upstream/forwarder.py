@@ -94,6 +94,7 @@ class Served:
     replica: Replica
     usage: dict[str, Any]
     batch: float | None = None  # the mean batch it ran in on its replica (load.py): its price's operating point
+    ran: tuple[float, float] | None = None  # its time on the replica (time.monotonic): a trace's upstream span
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +146,9 @@ class UpstreamStream:
         self._buffer.extendleft(reversed(events))
 
     def served(self, usage: dict[str, Any]) -> Served:
+        stint = self._stint
         return Served(self.route.model, self.target.backend.name, self.target.upstream_model, self.replica, usage,
-                      self.replica.mean_running(self._stint))
+                      self.replica.mean_running(stint), (stint.started, stint.ended or time.monotonic()))
 
     def close(self) -> None:
         """Close the upstream request (if the engine is still generating, it stops); idempotent."""
@@ -169,7 +171,7 @@ class Forwarder:
         """The first whole answer that is not a retryable failure; raises UpstreamError otherwise."""
         started = time.perf_counter()
 
-        async def attempt(target: Target, replica: Replica, payload: bytes) -> tuple[int, bytes, float]:
+        async def attempt(target: Target, replica: Replica, payload: bytes) -> tuple[int, bytes, float, tuple[float, float]]:
             response, stint = await self._post(target, replica, endpoint, payload, request_id)
             try:
                 raw = await response.read()
@@ -179,9 +181,10 @@ class Forwarder:
             finally:
                 replica.end(stint)
             response.release()
-            return response.status, raw, replica.mean_running(stint)
+            return response.status, raw, replica.mean_running(stint), (stint.started, stint.ended or stint.started)
 
-        (status, raw, batch), target, replica = await self._walk(route, endpoint, body, prefer, deadline_s, additions, attempt)
+        (status, raw, batch, ran), target, replica = await self._walk(route, endpoint, body, prefer, deadline_s, additions,
+                                                                      attempt)
         upstream_seconds = time.perf_counter() - started
         metrics.UPSTREAM_TTFB_SECONDS.labels(target.backend.name).observe(upstream_seconds)
         if status != 200:
@@ -195,7 +198,7 @@ class Forwarder:
         answer["model"] = route.model
         if not isinstance(answer.get("usage"), dict) or not answer["usage"]:  # some engines omit it: estimate
             answer["usage"] = tokens.estimated_usage(body, tokens.count(answer_text(answer)))
-        served = Served(route.model, target.backend.name, target.upstream_model, replica, answer["usage"], batch)
+        served = Served(route.model, target.backend.name, target.upstream_model, replica, answer["usage"], batch, ran)
         return Reply(answer, served, upstream_seconds)
 
     async def open_stream(self, route: Route, endpoint: str, body: dict[str, Any], request_id: str,

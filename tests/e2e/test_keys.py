@@ -91,6 +91,18 @@ def test_cli_manages_tenants_and_keys(gateway: str) -> None:
     listing = _cli(gateway, "keys", "list", "--tenant", "cli-co", "--json")
     assert [row["id"] for row in json.loads(listing.stdout)] == [key["id"]]
     assert key["key"] not in listing.stdout
+    shaped = _cli(gateway, "keys", "create", "--tenant", "cli-co", "--expires", "30d", "--model", "cheap,flagship",
+                  "--tag", "ci", "--meta", "owner=bob")
+    assert shaped.returncode == 0, shaped.stderr
+    terms = json.loads(shaped.stdout)
+    assert terms["models"] == ["cheap", "flagship"] and terms["tags"] == ["ci"] and terms["metadata"] == {"owner": "bob"}
+    assert terms["expires"] == pytest.approx(time.time() + 30 * 86400, abs=60)
+    updated = json.loads(_cli(gateway, "keys", "update", terms["id"], "--expires", "never", "--model", "all").stdout)
+    assert updated["expires"] is None and updated["models"] is None and updated["tags"] == ["ci"]
+    table = _cli(gateway, "keys", "list", "--tenant", "cli-co").stdout
+    assert "never" in table and "ci" in table and "None" not in table
+    rotated = json.loads(_cli(gateway, "keys", "rotate", terms["id"], "--overlap", "1h").stdout)
+    assert rotated["id"] == terms["id"] and rotated["key"].startswith(f"sk-tg-{terms['id']}.")
     assert json.loads(_cli(gateway, "keys", "revoke", key["id"]).stdout)["revoked"] is True
     failed = _cli(gateway, "keys", "create", "--tenant", "nobody")
     assert failed.returncode == 1 and "no tenant" in failed.stderr
@@ -100,3 +112,89 @@ def test_a_configured_gateway_creates_no_tenant_or_key_of_its_own(gateway: str) 
     """Only the demo stack (no config file) starts with a default tenant and a printed key."""
     with admin(gateway) as api:
         assert "default" not in {t["id"] for t in api.get("/admin/tenants").json()["data"]}
+
+
+def _key_id(key: str) -> str:
+    return key.split("-")[2].split(".")[0]
+
+
+def test_a_key_expires_and_says_so(gateway: str) -> None:
+    new_tenant_key(gateway, "expiring")
+    with admin(gateway) as api:
+        created = api.post("/admin/keys", json={"tenant": "expiring", "expires_in": "2s"}).json()
+        assert api.post("/admin/keys", json={"tenant": "expiring", "expires_in": "soon"}).status_code == 400
+    assert created["expires"] == pytest.approx(time.time() + 2, abs=2)
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=created["key"], max_retries=0)
+    assert client.chat.completions.create(model="cheap", messages=HELLO, max_tokens=2).choices
+    time.sleep(2.5)
+    with pytest.raises(openai.AuthenticationError, match="expired"):
+        client.chat.completions.create(model="cheap", messages=HELLO, max_tokens=2)
+
+
+def test_a_key_limited_to_models_gets_a_clear_403_for_the_others(gateway: str) -> None:
+    new_tenant_key(gateway, "limited")
+    with admin(gateway) as api:
+        created = api.post("/admin/keys", json={"tenant": "limited", "models": ["cheap"], "tags": ["team:web"],
+                                                "metadata": {"owner": "alice"}}).json()
+        unknown = api.post("/admin/keys", json={"tenant": "limited", "models": ["gpt-9"]})
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "models"
+    assert created["models"] == ["cheap"] and created["tags"] == ["team:web"] and created["metadata"] == {"owner": "alice"}
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=created["key"], max_retries=0)
+    assert client.chat.completions.create(model="cheap", messages=HELLO, max_tokens=2).choices
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(model="flagship", messages=HELLO, max_tokens=2)
+    assert refused.value.code == "model_not_allowed" and "cheap" in refused.value.message
+    assert [m.id for m in client.models.list()] == ["cheap"]
+    with admin(gateway) as api:  # any model again
+        assert api.patch(f"/admin/keys/{created['id']}", json={"models": None}).json()["models"] is None
+    time.sleep(1.0)
+    assert client.chat.completions.create(model="flagship", messages=HELLO, max_tokens=2).choices
+
+
+def test_a_rotated_key_keeps_its_id_and_the_old_secret_works_only_for_the_overlap(gateway: str) -> None:
+    old = new_tenant_key(gateway, "rotating")
+    with admin(gateway) as api:
+        rotated = api.post(f"/admin/keys/{_key_id(old)}/rotate", json={"overlap": "2s"}).json()
+    new = rotated["key"]
+    assert _key_id(new) == _key_id(old) == rotated["id"] and new != old and rotated["previous_secret_until"]
+    for key in (old, new):
+        client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+        assert client.chat.completions.create(model="cheap", messages=HELLO, max_tokens=2).choices
+    time.sleep(3.0)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=gateway + "/v1", api_key=old, max_retries=0).chat.completions.create(
+            model="cheap", messages=HELLO, max_tokens=2)
+    assert openai.OpenAI(base_url=gateway + "/v1", api_key=new, max_retries=0).chat.completions.create(
+        model="cheap", messages=HELLO, max_tokens=2).choices
+
+
+def test_admins_see_spend_by_tenant_and_tenants_see_their_spend_by_tag(gateway: str) -> None:
+    spend = {"spend-big": 3, "spend-small": 1}
+    keys = {}
+    with admin(gateway) as api:
+        for tenant, calls in spend.items():
+            api.post("/admin/tenants", json={"id": tenant, "name": tenant.title()})
+            keys[tenant] = api.post("/admin/keys", json={"tenant": tenant, "name": f"{tenant} app",
+                                                          "tags": ["prod", f"team:{tenant}"]}).json()
+            client = openai.OpenAI(base_url=gateway + "/v1", api_key=keys[tenant]["key"], max_retries=0)
+            for _ in range(calls):
+                client.chat.completions.create(model="flagship", messages=HELLO, max_tokens=8)
+        by_tenant = api.get("/v1/reports/costs", params={"group_by": "tenant"}).json()
+        csv = api.get("/v1/reports/costs", params={"group_by": "tenant", "format": "csv"}).text
+    rows = [row for row in by_tenant["groups"] if row["group"] in spend]
+    assert [(row["group"], row["name"], row["requests"]) for row in rows] == [
+        ("spend-big", "Spend-Big", 3), ("spend-small", "Spend-Small", 1)]
+    assert [row["cost_usd"] for row in by_tenant["groups"]] == sorted((r["cost_usd"] for r in by_tenant["groups"]), reverse=True)
+    assert csv.splitlines()[0].startswith("group,name,requests") and "spend-big,Spend-Big,3," in csv
+    tenant_headers = {"authorization": f"Bearer {keys['spend-big']['key']}"}
+    forbidden = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "tenant"}, headers=tenant_headers)
+    assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "admin_only"
+    by_tag = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "tag"}, headers=tenant_headers).json()
+    assert {row["group"]: row["requests"] for row in by_tag["groups"]} == {"prod": 3, "team:spend-big": 3}
+    by_key = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "key"}, headers=tenant_headers).json()
+    assert [(row["group"], row["name"], row["tenant"]) for row in by_key["groups"]] == [
+        (keys["spend-big"]["id"], "spend-big app", "spend-big")]
+    env = {"TOLLGATE_URL": gateway, "TOLLGATE_ADMIN_KEY": ADMIN_KEY, "PATH": "/usr/bin:/bin"}
+    table = subprocess.run([sys.executable, "-m", "gateway", "report", "--by", "tenant"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert table.returncode == 0 and "Spend-Big" in table.stdout, table.stderr

@@ -110,7 +110,7 @@ def test_reports_equal_the_sum_of_the_records(gateway: str, traffic: tuple[str, 
     by_day = _report(gateway, key, group_by="day", since="7d").json()
     assert len(by_day["groups"]) == 7 and by_day["groups"][-1]["requests"] == len(records)
     csv_lines = _report(gateway, key, group_by="key", format="csv").text.splitlines()
-    assert csv_lines[0].startswith("group,requests,") and csv_lines[-1].startswith(f"total,{len(records)},")
+    assert csv_lines[0].startswith("group,name,tenant,requests,") and csv_lines[-1].startswith(f"total,,,{len(records)},")
 
 
 def test_tenants_see_only_their_own_reports_and_records(gateway: str, traffic: tuple[str, list[dict]]) -> None:

@@ -180,3 +180,37 @@ def test_a_client_cannot_choose_the_engines_cache_salt(client: openai.OpenAI, si
     client.chat.completions.create(model="cheap", messages=MESSAGES, max_tokens=2, extra_body={"cache_salt": "victim"})
     sent = last_request(sims, "small")["cache_salt"]
     assert sent != "victim" and len(sent) == 32
+
+
+def test_embeddings_are_forwarded_priced_recorded_and_limited(gateway: str) -> None:
+    import math
+
+    import httpx
+
+    from tests.support.stack import admin, new_tenant_key
+
+    key = new_tenant_key(gateway, "embedder")
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+    raw = client.embeddings.with_raw_response.create(model="cheap", input=["the sea", "the sky"])  # the SDK asks for base64
+    result = raw.parse()
+    assert [d.index for d in result.data] == [0, 1] and result.model == "cheap"
+    vectors = [d.embedding for d in result.data]
+    assert all(len(v) == 384 and math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-4) for v in vectors)
+    assert vectors[0] != vectors[1] and result.usage.prompt_tokens > 0
+    assert float(raw.headers["x-tollgate-cost-usd"]) > 0 and raw.headers["x-tollgate-cost-source"] == "roofline"
+    again = client.embeddings.create(model="cheap", input=["the sea", "the sky"], encoding_format="float")
+    assert [round(x, 5) for x in again.data[0].embedding] == [round(x, 5) for x in vectors[0]]  # deterministic
+    with pytest.raises(openai.BadRequestError, match="not routed"):
+        client.embeddings.create(model="auto", input="x")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="cheap", input="")
+    ledger = httpx.get(gateway + "/v1/ledger", headers={"authorization": f"Bearer {key}"}).json()["data"]
+    embedded = [r for r in ledger if r["endpoint"] == "/embeddings" and r["status"] == 200]
+    assert len(embedded) == 2 and all(r["completion_tokens"] == 0 and r["cost_usd"] > 0 for r in embedded)
+    assert all(r["flagship_cost_usd"] == r["cost_usd"] for r in embedded)  # nothing routed, nothing saved
+    with admin(gateway) as api:
+        api.put("/admin/tenants/embedder/limits", json={"tenant": {"rpm": 1}})
+    time.sleep(1.1)
+    with pytest.raises(openai.RateLimitError):
+        for _ in range(3):
+            client.embeddings.create(model="cheap", input="limited", extra_headers={"cache-control": "no-cache"})

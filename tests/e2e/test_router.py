@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.stack import admin, new_tenant_key
+from tests.support.stack import ADMIN_KEY, admin, new_tenant_key
 
 HARD = [{"role": "user", "content": "prove that the sum of seven odd numbers is a square"}]
 EASY = [{"role": "user", "content": "what is the capital of paris"}]
@@ -64,6 +64,27 @@ def test_threshold_admin_api_rejects_bad_values_and_tenant_keys(gateway: str, te
         assert api.put("/admin/router/thresholds", json={"nonsense": 1}).status_code == 400
     response = httpx.get(gateway + "/admin/router/thresholds", headers={"authorization": f"Bearer {tenant_key}"})
     assert response.status_code == 403
+
+
+def test_router_show_tells_values_in_force_from_overrides(gateway: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TOLLGATE_URL": gateway, "TOLLGATE_ADMIN_KEY": ADMIN_KEY}
+    with admin(gateway) as api:
+        shown = api.get("/admin/router/thresholds").json()
+        assert shown["escalation"] == shown["configured"]["escalation"] is not None  # no override: the config's
+        assert shown["overrides"]["escalation"] is None
+        api.put("/admin/router/thresholds", json={"escalation": 0.42})
+        try:
+            shown = api.get("/admin/router/thresholds").json()
+            assert shown["escalation"] == shown["overrides"]["escalation"] == 0.42 != shown["configured"]["escalation"]
+            table = subprocess.run([sys.executable, "-m", "gateway", "router", "show"], env=env, capture_output=True,
+                                   text=True, timeout=60)
+            assert table.returncode == 0 and "live_override" in table.stdout and "0.42" in table.stdout
+        finally:
+            api.put("/admin/router/thresholds", json={"escalation": None})
 
 
 def test_hand_edited_garbage_in_redis_does_not_break_the_threshold_api(gateway: str, valkey: str) -> None:

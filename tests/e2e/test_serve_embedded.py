@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -58,6 +61,9 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
 
     time.sleep(0.5)
     assert not _processes_under(tmp_path / ".tollgate"), "stopping the gateway stops its embedded Valkey"
+    # A lost admin key: recovered on the host from the data directory, with the gateway stopped ...
+    offline = _recover(tmp_path)
+    assert not _processes_under(tmp_path / ".tollgate"), "recovery stops the Valkey it started"
     process, lines = serve_demo(tmp_path, port)
     try:
         time.sleep(0.3)
@@ -66,8 +72,27 @@ def test_embedded_stack_prints_keys_once_and_keeps_state(tmp_path: Path) -> None
         stream = client.chat.completions.create(model="llama-3.1-70b", messages=[{"role": "user", "content": "hi"}],
                                                 max_tokens=3, stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream)
+        base = f"http://127.0.0.1:{port}"
+        assert _admin_status(base, offline) == 200 and _admin_status(base, keys["admin key"]) == 200
+        # ... or running, revoking the others (one may have leaked)
+        online = _recover(tmp_path, "--revoke-others")
+        time.sleep(1.0)
+        assert _admin_status(base, online) == 200
+        assert _admin_status(base, offline) == _admin_status(base, keys["admin key"]) == 401
     finally:
         stop(process)
+
+
+def _recover(folder: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TOLLGATE_ADMIN_KEY", "TOLLGATE_KEY_SECRET")}
+    done = subprocess.run([sys.executable, "-m", "gateway", "admin", "recover", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return printed_keys(done.stdout.splitlines())["admin key"]
+
+
+def _admin_status(base: str, key: str) -> int:
+    return httpx.get(base + "/admin/tenants", headers={"authorization": f"Bearer {key}"}).status_code
 
 
 def test_the_embedded_valkey_wants_a_password_keeps_its_files_private_and_comes_back(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ class FakeLabels:
 
 def harness(handlers: dict[str, Any] | None = None, config: Settings | None = None, *, auth: FakeAuth | None = None,
             accounting: FakeAccounting | None = None, moderation: bool = True,
-            labels: FakeLabels | None = None) -> Harness:
+            labels: FakeLabels | None = None, tracing: Any = None) -> Harness:
     """A pipeline over mock engines: ``handlers`` by backend name (default: a sure answer everywhere)."""
     config = config or settings()
     transports = {b.name: MockTransport((handlers or {}).get(b.name) or engine()) for b in config.backends}
@@ -193,5 +193,6 @@ def harness(handlers: dict[str, Any] | None = None, config: Settings | None = No
         request_timeout_s=config.server.request_timeout_s,
         moderation=Moderation(config.moderation) if moderation else None,
         labels=labels,  # type: ignore[arg-type]
+        tracing=tracing,
     )
     return Harness(pipeline, accounting, transports, pool)

@@ -10,7 +10,7 @@ from gateway.stages.accounting import periods
 from gateway.stages.accounting.admission import Ticket
 from gateway.stages.accounting.limits import CallerLimits, LimitSet, checks_for, format_reset, resolve
 from gateway.stages.accounting.record import CallRecord, aggregate_increments
-from gateway.stages.accounting.reports import build_report, report_csv
+from gateway.stages.accounting.reports import build_report, build_tenant_report, label_keys, report_csv
 
 
 def _ts(text: str) -> float:
@@ -123,7 +123,28 @@ def test_reports_split_days_at_utc_midnight_and_compute_savings() -> None:
     assert totals["routing_savings_usd"] == pytest.approx(0.006)
     assert totals["escalation_rate"] == pytest.approx(1 / 3) and totals["rejected"] == 1 and totals["errors"] == 0
     by_model = build_report(days, "model", "acme", "2026-11-20", "2026-11-21")
-    assert [g["group"] for g in by_model["groups"]] == ["flagship", "cheap", "-"]
+    assert [g["group"] for g in by_model["groups"]] == ["flagship", "cheap", "(refused before routing)"]
     assert sum(g["requests"] for g in by_model["groups"]) == totals["requests"] == 4
     lines = report_csv(by_model).splitlines()
     assert lines[0].startswith("group,requests") and lines[-1].startswith("total,4,")
+
+
+def test_spend_by_tag_by_tenant_and_keys_named() -> None:
+    """A call counts once in the row of each tag its key had (tags overlap, so tag rows need not add
+    up to the total); tenants are ranked by spend; key rows carry the key's name and tenant."""
+    acme = [_record("2026-11-21T10:00:00", tags=["team:search", "prod"], cost_usd=0.002),
+            _record("2026-11-21T11:00:00", tags=["prod"], cost_usd=0.001), _record("2026-11-21T12:00:00", cost_usd=0.004)]
+    globex = [_record("2026-11-21T10:00:00", tenant="globex", key_id="k9", cost_usd=0.01)]
+    days = _day_counts(acme)
+    by_tag = build_report(days, "tag", "acme", "2026-11-21", "2026-11-21")
+    assert [(g["group"], g["requests"], g["cost_usd"]) for g in by_tag["groups"]] == [
+        ("prod", 2, pytest.approx(0.003)), ("team:search", 1, pytest.approx(0.002))]
+    assert by_tag["totals"]["cost_usd"] == pytest.approx(0.007)  # the untagged call is in the total only
+    by_tenant = build_tenant_report({"acme": days, "globex": _day_counts(globex), "idle": {}},
+                                    {"acme": "Acme Corp"}, "2026-11-21", "2026-11-21")
+    assert [(g["group"], g["name"], g["cost_usd"]) for g in by_tenant["groups"]] == [
+        ("globex", "globex", pytest.approx(0.01)), ("acme", "Acme Corp", pytest.approx(0.007))]
+    assert by_tenant["totals"]["cost_usd"] == pytest.approx(0.017) and by_tenant["totals"]["requests"] == 4
+    assert report_csv(by_tenant).splitlines()[0].startswith("group,name,requests")
+    by_key = label_keys(build_report(days, "key", "acme", "2026-11-21", "2026-11-21"), {"k1": ("ci bot", "acme")})
+    assert (by_key["groups"][0]["group"], by_key["groups"][0]["name"], by_key["groups"][0]["tenant"]) == ("k1", "ci bot", "acme")

@@ -124,3 +124,14 @@ def test_a_trained_classifier_round_trips_through_the_cli(tmp_path) -> None:
     rules = policy.build({"input": {"classifier": "block"}})
     verdict, _ = engine.check_request({"messages": [{"role": "user", "content": "stupid moron"}]}, rules, classifier)
     assert verdict.blocked and verdict.kinds == {"insult"}
+
+
+def test_the_header_names_the_action_taken_on_each_category() -> None:
+    """``redact:injection,pii,secret`` read as if all three were redacted when only the secret was."""
+    verdict = engine.Verdict()
+    verdict.add("secret", "redact", {"aws_key"})
+    verdict.add("pii", "flag", {"email"})
+    verdict.add("injection", "flag", {"override_instructions"})
+    verdict.add("custom", "allow", set())
+    assert verdict.summary() == "redact:secret;flag:injection,pii"
+    assert engine.Verdict().summary() == "allow"

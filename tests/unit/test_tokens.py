@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gateway.stages.accounting.service import Accounting
 from gateway.stages.pricing import Pricing
 from tests.support.fakes import settings
@@ -41,3 +43,19 @@ def test_the_reservation_is_an_upper_bound_and_says_what_cap_to_send() -> None:
     assert prompt >= tokens.prompt_tokens({"messages": HI}) * 1.1 + 16 and output == 40 and cap is None
     _, output, cap = accounting.reservation({"messages": HI})
     assert output == 4096 and cap == 4096  # nothing asked: the default is held, and sent upstream as the cap
+
+
+def test_embeddings_bodies_are_validated_and_their_inputs_counted() -> None:
+    from gateway.errors import APIError
+    from gateway.protocol import EMBEDDINGS, parse_request
+    from wire.tokens import prompt_tokens
+
+    parsed = parse_request({"model": "e", "input": ["one", "two"], "encoding_format": "base64"}, EMBEDDINGS)
+    assert (parsed.model, parsed.stream, parsed.outputs) == ("e", False, 1)
+    for bad in ({"model": "e", "input": ""}, {"model": "e"}, {"model": "e", "input": ["a", ""]},
+                {"model": "e", "input": "a", "encoding_format": "hex"}, {"model": "e", "input": "a", "dimensions": 0}):
+        with pytest.raises(APIError) as refused:
+            parse_request(bad, EMBEDDINGS)
+        assert refused.value.status == 400
+    assert prompt_tokens({"model": "e", "input": ["hello world", "hello"]}) == prompt_tokens({"prompt": ["hello world", "hello"]}) > 0
+    assert prompt_tokens({"model": "e", "input": [1, 2, 3]}) == 3

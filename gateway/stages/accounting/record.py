@@ -80,6 +80,7 @@ class CallRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     upstream_ms: float | None = None  # whole answers: time spent waiting on the upstream
+    tags: list[str] = field(default_factory=list)  # the key's tags when the call was made
 
     def to_json(self) -> bytes:
         return orjson.dumps(self)  # orjson serializes dataclasses natively (and fast)
@@ -144,12 +145,13 @@ def model_rows(record: CallRecord) -> list[tuple[str, dict[str, int] | None]]:
 
 
 def dimension_rows(record: CallRecord) -> list[tuple[str, dict[str, int] | None]]:
-    """The model rows, and the same rows by the backend each call ran on (none for calls that
-    reached no backend: cache hits, rejections)."""
+    """The model rows, the same rows by the backend each call ran on (none for calls that reached
+    no backend: cache hits, rejections), and a row per tag of the caller's key (the whole record)."""
     rows = model_rows(record)
     backends = [part.backend for part in record.parts] if len(record.parts) >= 2 else [record.backend]
     return [*((f"model|{model}", counted) for model, counted in rows),
-            *((f"backend|{backend}", counted) for backend, (_, counted) in zip(backends, rows, strict=True) if backend)]
+            *((f"backend|{backend}", counted) for backend, (_, counted) in zip(backends, rows, strict=True) if backend),
+            *((f"tag|{tag}", None) for tag in dict.fromkeys(record.tags))]
 
 
 def aggregate_increments(record: CallRecord) -> list[tuple[str, int]]:

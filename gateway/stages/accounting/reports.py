@@ -1,5 +1,6 @@
-"""Cost reports from the per-day aggregates: totals, and groups by day, model, key or route; and
-(admins) the backend report, each self-hosted deployment's GPU bill beside what its calls absorbed.
+"""Cost reports from the per-day aggregates: totals, and groups by day, model, key, route or tag; and
+(admins) spend by tenant, and the backend report: each self-hosted deployment's GPU bill beside
+what its calls absorbed.
 
 ``build_report`` is pure (day hashes in, report out) so that its arithmetic is tested without
 Redis; ``load_days`` is the one read: a pipeline of one HGETALL per tenant and day.
@@ -17,7 +18,8 @@ from redis.asyncio import Redis
 from .ledger import aggregate_key
 from .record import METRICS, USD_METRICS
 
-GROUPINGS = ("day", "model", "key", "route")
+GROUPINGS = ("day", "model", "key", "route", "tag")
+ADMIN_GROUPINGS = ("tenant", "backend")  # across tenants: admin keys only
 BACKEND_COLUMNS = (
     "group", "replica_hours", "bill_usd", "attributed_usd", "idle_usd", "idle_unbusy_usd", "idle_busy_usd",
     "utilization", "busy_share", "planned_utilization", "requests", "prompt_tokens", "completion_tokens",
@@ -27,22 +29,32 @@ CSV_COLUMNS = (
     "flagship_only_usd", "savings_usd", "routing_savings_usd", "cache_savings_usd", "routed", "escalated",
     "escalation_rate", "cache_hits",
 )
+REFUSED = "(refused before routing)"  # the model row of calls refused before a model was chosen
 DayCounts = dict[str, dict[str, int]]  # day label -> aggregate field -> count
 
 
 async def load_days(redis: Redis, tenants: Iterable[str], days: list[str]) -> DayCounts:
     """Every day's aggregate fields, summed over ``tenants``."""
+    out: DayCounts = {day: defaultdict(int) for day in days}
+    for per_day in (await load_tenant_days(redis, tenants, days)).values():
+        for day, fields in per_day.items():
+            for field, value in fields.items():
+                out[day][field] += value
+    return out
+
+
+async def load_tenant_days(redis: Redis, tenants: Iterable[str], days: list[str]) -> dict[str, DayCounts]:
+    """Every day's aggregate fields, per tenant: one pipeline of one HGETALL per tenant and day."""
     tenants = list(tenants)
     async with redis.pipeline(transaction=False) as pipe:
         for tenant in tenants:
             for day in days:
                 pipe.hgetall(aggregate_key(tenant, day))
         replies = await pipe.execute()
-    out: DayCounts = {day: defaultdict(int) for day in days}
+    out: dict[str, DayCounts] = {tenant: {} for tenant in tenants}
     for index, raw in enumerate(replies):
-        day = days[index % len(days)]
-        for field, value in raw.items():
-            out[day][field.decode()] += int(value)
+        tenant, day = tenants[index // len(days)], days[index % len(days)]
+        out[tenant][day] = {field.decode(): int(value) for field, value in raw.items()}
     return out
 
 
@@ -95,7 +107,8 @@ def build_report(days: DayCounts, group_by: str, tenant: str | None, first: str,
             bucket = groups.setdefault(value, defaultdict(int))
             for metric, count in counts.items():
                 bucket[metric] += count
-    rows = [{"group": name, **summarize(counts)} for name, counts in groups.items()]
+    rows = [{"group": REFUSED if group_by == "model" and name == "-" else name, **summarize(counts)}
+            for name, counts in groups.items()]
     if group_by != "day":
         rows.sort(key=lambda row: (-float(row["cost_usd"]), -float(row["requests"]), str(row["group"])))
     return {
@@ -108,6 +121,31 @@ def build_report(days: DayCounts, group_by: str, tenant: str | None, first: str,
         "totals": summarize(totals),
         "groups": rows,
     }
+
+
+def build_tenant_report(per_tenant: dict[str, DayCounts], names: dict[str, str], first: str, last: str) -> dict:
+    """Spend per tenant (admins), biggest first; totals over every tenant."""
+    totals: dict[str, int] = defaultdict(int)
+    rows = []
+    for tenant, days in per_tenant.items():
+        counts: dict[str, int] = defaultdict(int)
+        for fields in days.values():
+            for metric, count in _metrics_of(fields, "all").get("*", {}).items():
+                counts[metric] += count
+                totals[metric] += count
+        if counts:
+            rows.append({"group": tenant, "name": names.get(tenant, tenant), **summarize(counts)})
+    rows.sort(key=lambda row: (-float(row["cost_usd"]), -float(row["requests"]), str(row["group"])))
+    return {"object": "cost_report", "tenant": None, "from": first, "to": last, "group_by": "tenant",
+            "currency": "USD", "totals": summarize(totals), "groups": rows}
+
+
+def label_keys(report: dict, keys: dict[str, tuple[str, str]]) -> dict:
+    """Key rows get the key's name and tenant beside its id (``keys``: id -> (name, tenant))."""
+    for row in report["groups"]:
+        name, tenant = keys.get(str(row["group"]), ("", ""))
+        row["name"], row["tenant"] = name, tenant or None
+    return report
 
 
 def _ratio(part: float, whole: float) -> float | None:
@@ -170,10 +208,14 @@ def build_backend_report(days: DayCounts, meter: dict[str, dict[str, dict[str, i
 
 def report_csv(report: dict) -> str:
     """One line per group, then a ``total`` line; the same numbers as the JSON report."""
-    columns = BACKEND_COLUMNS if report["group_by"] == "backend" else CSV_COLUMNS
+    columns: tuple[str, ...] = BACKEND_COLUMNS if report["group_by"] == "backend" else CSV_COLUMNS
+    if report["group_by"] == "key":
+        columns = ("group", "name", "tenant", *CSV_COLUMNS[1:])
+    elif report["group_by"] == "tenant":
+        columns = ("group", "name", *CSV_COLUMNS[1:])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in [*report["groups"], {"group": "total", **report["totals"]}]:
-        writer.writerow(["" if row[column] is None else row[column] for column in columns])
+        writer.writerow(["" if row.get(column) is None else row[column] for column in columns])
     return buffer.getvalue()

@@ -73,11 +73,12 @@ class Accounting:
         return prompt, per_completion * tokens.completions_requested(body), None if asked else per_completion
 
     async def admit(self, limits: CallerLimits, tenant: str, key_id: str, request_id: str, body: dict[str, Any],
-                    routes: Sequence[Route]) -> Ticket:
-        """Check and reserve; raises 429 (rate limit or budget). Skipped when nothing is limited."""
+                    routes: Sequence[Route], generates: bool = True) -> Ticket:
+        """Check and reserve; raises 429 (rate limit or budget). Skipped when nothing is limited.
+        ``generates``: False for embeddings (no output tokens to reserve, no output cap to send)."""
         if limits.empty:
             return Ticket()
-        prompt, output, cap = self.reservation(body)
+        prompt, output, cap = self.reservation(body) if generates else (self.reservation(body)[0], 0, None)
         bounded = [s for s in (limits.tenant, limits.key) if s.tpm is not None or s.daily_usd is not None
                    or s.monthly_usd is not None]
         needs_cost = any(s.daily_usd is not None or s.monthly_usd is not None for s in bounded)
