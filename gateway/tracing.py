@@ -37,7 +37,8 @@ OPERATIONS = {"/chat/completions": "chat", "/completions": "text_completion", "/
 class Tracing:
     """An OTLP (HTTP/protobuf) exporter behind a batching processor, or any exporter a test gives."""
 
-    def __init__(self, config: TracingConfig, exporter: SpanExporter | None = None) -> None:
+    def __init__(self, config: TracingConfig, exporter: SpanExporter | None = None, batch: bool | None = None) -> None:
+        """``exporter``: a test's (sent at once, unless ``batch``); None: OTLP to the config's endpoint, batched."""
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
@@ -50,9 +51,9 @@ class Tracing:
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(config.endpoint, headers=config.headers)))
-        else:
-            self.provider.add_span_processor(SimpleSpanProcessor(exporter))
+            exporter = OTLPSpanExporter(config.endpoint, headers=config.headers)
+            batch = True
+        self.provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("tollgate")
 
     def emit(self, arrival: Arrival, record: CallRecord, served: Sequence[Served], marks: Marks | None,

@@ -1,8 +1,9 @@
-"""``/dashboard``: the cost report as a web page for team leads and finance.
+"""``/dashboard``: the cost report as a web page for team leads and finance, and for admin keys
+the operator's console (tenants, keys, limits, router thresholds, moderation) over the admin API.
 
 The page itself holds no data and needs no key; its script asks the reports API with the key the
-user types (kept in the tab's session storage) and draws the charts itself, so nothing is fetched
-from outside the gateway. A strict Content-Security-Policy allows only the gateway's own files.
+user types (kept in the tab's session storage) and draws the charts with Chart.js, vendored into
+the package (``dashboard/vendor``), so nothing is fetched from outside the gateway. A strict Content-Security-Policy allows only the gateway's own files.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from starlette.responses import Response
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 _FILES = Path(__file__).with_name("dashboard")
-_TYPES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+_TYPES = {"app.js": "text/javascript", "console.js": "text/javascript", "style.css": "text/css", "index.html": "text/html",
+          "vendor/chart.umd.min.js": "text/javascript"}  # Chart.js 4.6.1 (MIT, vendor/chart.js.LICENSE.md)
 _HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "x-content-type-options": "nosniff",
@@ -41,6 +43,16 @@ async def dashboard() -> Response:
 @router.get("/dashboard/app.js")
 async def dashboard_script() -> Response:
     return _file("app.js")
+
+
+@router.get("/dashboard/console.js")
+async def console_script() -> Response:
+    return _file("console.js")
+
+
+@router.get("/dashboard/vendor/chart.umd.min.js")
+async def chart_library() -> Response:
+    return _file("vendor/chart.umd.min.js")
 
 
 @router.get("/dashboard/style.css")

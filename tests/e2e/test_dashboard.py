@@ -122,3 +122,63 @@ def test_the_page_is_served_with_a_strict_content_security_policy(gateway: str) 
     response = httpx.get(gateway + "/dashboard")
     assert response.status_code == 200 and "default-src 'self'" in response.headers["content-security-policy"]
     assert "data-value" not in response.text  # the page holds no data: its script fetches it with the key
+
+
+def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works_with_the_sdk(
+        gateway: str, dashboard_tenant: str) -> None:
+    """Create a tenant and a key limited to one model in the page, call with the key through the
+    openai SDK, set the tenant's limits, and revoke the key, all in headless Chromium."""
+    from tests.support.cdp import browser_page
+
+    with browser_page() as page:
+        page.navigate(f"{gateway}/dashboard#" + urlencode({"key": ADMIN_KEY}))
+        page.wait_for("document.body.dataset.console === 'ready' && !document.getElementById('console').hidden")
+        # the charts (Chart.js, served by the gateway) draw the reports API's numbers
+        admin_headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+        by_model = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "model"}, headers=admin_headers).json()
+        drawn = page.evaluate("(() => { const c = Chart.getChart(document.querySelector('#chart-models canvas'));"
+                              " return [c.data.labels, c.data.datasets[0].data]; })()")
+        assert drawn == [[g["group"] for g in by_model["groups"]], [g["cost_usd"] for g in by_model["groups"]]]
+        by_day = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "day"}, headers=admin_headers).json()
+        days = page.evaluate("Chart.getChart(document.querySelector('#chart-days canvas')).data.datasets[0].data")
+        assert days[-1] == pytest.approx(by_day["groups"][-1]["cost_usd"]) and len(days) == len(by_day["groups"])
+        page.evaluate("""document.getElementById('new-tenant-id').value = 'console-co';
+                         document.getElementById('new-tenant-name').value = 'Console Co';
+                         document.getElementById('new-tenant').requestSubmit()""")
+        page.wait_for("!!document.querySelector('#console-tenants tr[data-tenant=\"console-co\"]')")
+        page.wait_for("[...document.getElementById('new-key-tenant').options].some(o => o.value === 'console-co')")
+        page.evaluate("""document.getElementById('new-key-tenant').value = 'console-co';
+                         document.getElementById('new-key-name').value = 'from the console';
+                         document.getElementById('new-key-expires').value = '30d';
+                         document.querySelector('#new-key-models input[value="cheap"]').checked = true;
+                         document.getElementById('new-key-tags').value = 'team:console';
+                         document.getElementById('new-key').requestSubmit()""")
+        key = page.wait_for("document.getElementById('new-key-secret').dataset.key")
+        key_id = key.split("-")[2].split(".")[0]
+        row = page.wait_for(f"document.querySelector('#console-keys tr[data-key=\"{key_id}\"]')?.textContent")
+        assert "from the console" in row and "cheap" in row and "team:console" in row and "never" not in row
+
+        client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0)
+        assert client.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}],
+                                              max_tokens=4).choices
+        with pytest.raises(openai.PermissionDeniedError):
+            client.chat.completions.create(model="flagship", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+
+        page.evaluate("""document.getElementById('limits-tenant').value = 'console-co';
+                         document.getElementById('limits-tenant').dispatchEvent(new Event('change'))""")
+        page.wait_for("document.getElementById('limits-effective').textContent.includes('console-co')")
+        page.evaluate("""document.getElementById('limits-rpm').value = '120';
+                         document.getElementById('limits').requestSubmit()""")
+        page.wait_for("document.getElementById('limits-effective').textContent.includes('120 requests/min')")
+        limits = httpx.get(gateway + "/admin/tenants/console-co/limits", headers={"authorization": f"Bearer {ADMIN_KEY}"})
+        assert limits.json()["effective"]["tenant"]["rpm"] == 120
+
+        page.evaluate(f"""const revoke = document.querySelector('#console-keys tr[data-key="{key_id}"] button.danger');
+                          revoke.click(); revoke.click()""")  # a destructive action asks twice
+        page.wait_for(f"document.querySelector('#console-keys tr[data-key=\"{key_id}\"]').textContent.includes('revoked')")
+    time.sleep(1.1)
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+
+    tenant_dom = rendered_dom(f"{gateway}/dashboard#" + urlencode({"key": dashboard_tenant}))
+    assert 'data-console="none"' in tenant_dom and 'id="console" hidden' in tenant_dom

@@ -1,9 +1,8 @@
 // Tollgate dashboard: reads /v1/reports/costs with the key the user typed (or passed in the URL
-// fragment, which never reaches a server or its logs) and draws the charts as SVG. No libraries,
-// no network beyond the gateway itself: the machines that run it are often offline.
+// fragment, which never reaches a server or its logs) and draws the charts with Chart.js, served by
+// the gateway itself (vendored): no network beyond the gateway, the machines that run it are often offline.
 "use strict";
 
-const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 
 function formatUsd(value) {
@@ -20,51 +19,52 @@ function show(id, value, format) {
   element.dataset.value = String(value);
 }
 
-function svgElement(name, attributes, text) {
-  const element = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, String(value));
-  if (text !== undefined) element.textContent = text;
-  return element;
+// Charts are drawn by Chart.js (vendored: gateway/http/dashboard/vendor), one canvas per chart,
+// replaced whenever the report is drawn again.
+const COLORS = { spend: "#2f6fde", flagship: "#e4572e", idle: "#c9d3e3", text: "#667085" };
+
+function chartIn(container, config) {
+  const previous = container.querySelector("canvas");
+  if (previous && Chart.getChart(previous)) Chart.getChart(previous).destroy();
+  const canvas = document.createElement("canvas");
+  container.replaceChildren(canvas);
+  const base = { animation: false, responsive: true, maintainAspectRatio: false,
+                 plugins: { legend: { position: "bottom", labels: { color: COLORS.text } } } };
+  container.style.height = `${config.height || 240}px`;
+  return new Chart(canvas, { ...config, options: { ...base, ...config.options, plugins: { ...base.plugins, ...(config.options || {}).plugins } } });
 }
 
-// Horizontal bars: one row per item, label on the left, value on the right.
-function horizontalBars(container, items, format) {
-  const rowHeight = 24, width = 600, labelWidth = 160, valueWidth = 110;
-  const max = Math.max(...items.map((item) => item.value), 0) || 1;
-  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${Math.max(items.length, 1) * rowHeight}`, role: "img" });
-  items.forEach((item, index) => {
-    const y = index * rowHeight;
-    const barWidth = ((width - labelWidth - valueWidth) * item.value) / max;
-    svg.append(svgElement("text", { x: 0, y: y + 16 }, item.label));
-    svg.append(svgElement("rect", { x: labelWidth, y: y + 4, width: Math.max(barWidth, 1), height: 16, fill: "#2f6fde" }));
-    svg.append(svgElement("text", { x: labelWidth + barWidth + 6, y: y + 16 }, format(item.value)));
+// Horizontal bars: one row per item, the value as the tooltip and the axis in the item's unit.
+function horizontalBars(container, items, format, label) {
+  chartIn(container, {
+    type: "bar",
+    height: 50 + 28 * Math.max(items.length, 1),
+    data: { labels: items.map((item) => item.label),
+            datasets: [{ label, data: items.map((item) => item.value), backgroundColor: COLORS.spend }] },
+    options: { indexAxis: "y", plugins: { legend: { display: false },
+                                          tooltip: { callbacks: { label: (c) => format(c.parsed.x) } } },
+               scales: { x: { beginAtZero: true, ticks: { callback: (v) => format(v) } } } },
   });
-  container.replaceChildren(svg);
 }
 
-// Spend per day as bars, with the flagship-only counterfactual as a line over them.
+// Spend per day as bars, with what the flagship alone would have cost as a mark on each day (a
+// line joining the days drew a ramp from $0 into a single day with data, as if spend had grown).
 function dayChart(container, days) {
-  const width = 900, height = 220, left = 70, bottom = 24, top = 10;
-  const max = Math.max(...days.map((d) => Math.max(d.cost_usd, d.flagship_only_usd)), 0) || 1;
-  const step = (width - left) / Math.max(days.length, 1);
-  const y = (value) => top + (height - top - bottom) * (1 - value / max);
-  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
-  svg.append(svgElement("text", { x: 0, y: y(max) + 4 }, formatUsd(max)));
-  svg.append(svgElement("text", { x: 0, y: y(0) }, formatUsd(0)));
-  const points = [];
-  days.forEach((day, index) => {
-    const x = left + index * step;
-    const bar = svgElement("rect", { x: x + step * 0.15, y: y(day.cost_usd), width: step * 0.7,
-                                     height: Math.max(y(0) - y(day.cost_usd), 0), fill: "#2f6fde" });
-    bar.append(svgElement("title", {}, `${day.group}: ${formatUsd(day.cost_usd)}`));
-    svg.append(bar);
-    points.push(`${x + step / 2},${y(day.flagship_only_usd)}`);
-    if (days.length <= 14 || index % Math.ceil(days.length / 10) === 0) {
-      svg.append(svgElement("text", { x: x + step / 2, y: height - 6, "text-anchor": "middle" }, day.group.slice(5)));
-    }
+  chartIn(container, {
+    type: "bar",
+    data: {
+      labels: days.map((day) => day.group.slice(5)),
+      datasets: [
+        { type: "bar", label: "spend", data: days.map((day) => day.cost_usd), backgroundColor: COLORS.spend, order: 2 },
+        { type: "line", label: "flagship only", data: days.map((day) => day.flagship_only_usd || null), showLine: false,
+          pointStyle: "line", pointRadius: 10, pointBorderWidth: 3, borderColor: COLORS.flagship,
+          backgroundColor: COLORS.flagship, order: 1 },
+      ],
+    },
+    options: { scales: { y: { beginAtZero: true, title: { display: true, text: "USD per UTC day" },
+                              ticks: { callback: (v) => formatUsd(v) } } },
+               plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${formatUsd(c.parsed.y)}` } } } },
   });
-  svg.append(svgElement("polyline", { points: points.join(" "), fill: "none", stroke: "#e4572e", "stroke-width": 2 }));
-  container.replaceChildren(svg);
 }
 
 function table(element, rows, columns) {
@@ -111,25 +111,19 @@ async function fetchDeployments(key, params) {
 
 // One bar per deployment: its GPU bill, split into what the priced calls absorbed and idle capacity.
 function billBars(container, rows) {
-  const rowHeight = 28, width = 900, labelWidth = 160, valueWidth = 260;
-  const max = Math.max(...rows.map((row) => row.bill_usd || 0), 0) || 1;
-  const scale = (value) => ((width - labelWidth - valueWidth) * Math.max(value || 0, 0)) / max;
-  const svg = svgElement("svg", { viewBox: `0 0 ${width} ${Math.max(rows.length, 1) * rowHeight + 24}`, role: "img" });
-  rows.forEach((row, index) => {
-    const y = index * rowHeight;
-    const used = scale(row.attributed_usd), idle = scale(row.idle_usd);
-    svg.append(svgElement("text", { x: 0, y: y + 18 }, row.group));
-    svg.append(svgElement("rect", { x: labelWidth, y: y + 5, width: Math.max(used, 1), height: 18, fill: "#2f6fde" }));
-    svg.append(svgElement("rect", { x: labelWidth + used, y: y + 5, width: idle, height: 18, fill: "#c9d3e3" }));
-    svg.append(svgElement("text", { x: labelWidth + used + idle + 6, y: y + 18 },
-      `${formatUsd(row.bill_usd)} bill · ${formatPercent(row.utilization || 0)} used`));
+  chartIn(container, {
+    type: "bar",
+    height: 70 + 32 * Math.max(rows.length, 1),
+    data: { labels: rows.map((row) => `${row.group} (${formatPercent(row.utilization || 0)} used)`),
+            datasets: [{ label: "attributed to calls", data: rows.map((row) => Math.max(row.attributed_usd || 0, 0)),
+                         backgroundColor: COLORS.spend },
+                       { label: "idle capacity", data: rows.map((row) => Math.max(row.idle_usd || 0, 0)),
+                         backgroundColor: COLORS.idle }] },
+    options: { indexAxis: "y", scales: { x: { stacked: true, beginAtZero: true, title: { display: true, text: "USD of GPU bill" },
+                                               ticks: { callback: (v) => formatUsd(v) } },
+                                         y: { stacked: true } },
+               plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${formatUsd(c.parsed.x)}` } } } },
   });
-  const legendY = rows.length * rowHeight + 16;
-  svg.append(svgElement("rect", { x: labelWidth, y: legendY - 10, width: 12, height: 12, fill: "#2f6fde" }));
-  svg.append(svgElement("text", { x: labelWidth + 16, y: legendY }, "attributed to calls"));
-  svg.append(svgElement("rect", { x: labelWidth + 160, y: legendY - 10, width: 12, height: 12, fill: "#c9d3e3" }));
-  svg.append(svgElement("text", { x: labelWidth + 176, y: legendY }, "idle capacity"));
-  container.replaceChildren(svg);
 }
 
 function renderDeployments(report) {
@@ -161,10 +155,10 @@ function render(byDay, byModel, byRoute) {
   $("savings-share").textContent = `${formatPercent(share)} of flagship-only`;
   $("escalation-detail").textContent = `${totals.escalated} of ${totals.routed} routed calls`;
   dayChart($("chart-days"), byDay.groups);
-  horizontalBars($("chart-models"), byModel.groups.map((g) => ({ label: g.group, value: g.cost_usd })), formatUsd);
+  horizontalBars($("chart-models"), byModel.groups.map((g) => ({ label: g.group, value: g.cost_usd })), formatUsd, "spend");
   table($("table-models"), byModel.groups, [["Model", "group", String], ["Requests", "requests", formatCount],
     ["Tokens out", "completion_tokens", formatCount], ["Spend", "cost_usd", formatUsd]]);
-  horizontalBars($("chart-routes"), byRoute.groups.map((g) => ({ label: g.group, value: g.requests })), formatCount);
+  horizontalBars($("chart-routes"), byRoute.groups.map((g) => ({ label: g.group, value: g.requests })), formatCount, "requests");
   table($("table-routes"), byRoute.groups, [["Route", "group", String], ["Requests", "requests", formatCount],
     ["Spend", "cost_usd", formatUsd], ["Escalated", "escalated", formatCount]]);
 }

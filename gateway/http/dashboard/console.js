@@ -1,0 +1,265 @@
+// Tollgate console: for admin keys, the admin API as a page (tenants, keys, limits and budgets,
+// router thresholds, moderation). It holds no state of its own: every action is one admin API
+// call with the key typed above, and every table is read back from the API after a change. A new
+// key's secret is shown once, in the page only; nothing is stored in the browser but the admin key
+// (session storage, as the cost report does).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const key = () => $("api-key").value.trim();
+
+  async function api(method, path, body) {
+    const response = await fetch(path, {
+      method,
+      headers: { authorization: "Bearer " + key(), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const payload = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error((payload.error && payload.error.message) || `HTTP ${response.status}`);
+    return payload;
+  }
+
+  function say(message, failed) {
+    const status = $("console-status");
+    status.textContent = message;
+    status.className = failed ? "error" : "";
+  }
+
+  async function act(label, work) {
+    try {
+      await work();
+      say(label);
+      await refresh();
+    } catch (error) {
+      say(`${label} failed: ${error.message}`, true);
+    }
+  }
+
+  function cell(text) {
+    return Object.assign(document.createElement("td"), { textContent: text });
+  }
+
+  function button(text, className, onClick) {
+    const element = Object.assign(document.createElement("button"), { type: "button", textContent: text, className });
+    element.addEventListener("click", onClick);
+    return element;
+  }
+
+  // A destructive action asks twice, in the page (no dialogs: they block scripts and tests alike).
+  function confirmed(text, onConfirm) {
+    const element = button(text, "danger", () => {
+      if (element.dataset.armed) return onConfirm();
+      element.dataset.armed = "1";
+      element.textContent = "Sure? " + text;
+    });
+    return element;
+  }
+
+  function headed(table, titles, rows) {
+    const head = document.createElement("tr");
+    for (const title of titles) head.append(Object.assign(document.createElement("th"), { textContent: title }));
+    table.replaceChildren(head, ...rows);
+  }
+
+  function fillSelect(select, values, keep) {
+    const previous = select.value;
+    select.replaceChildren(...keep, ...values.map((v) => Object.assign(document.createElement("option"), { value: v, textContent: v })));
+    if ([...select.options].some((o) => o.value === previous)) select.value = previous;
+  }
+
+  const when = (epoch) => (epoch ? new Date(epoch * 1000).toISOString().slice(0, 16).replace("T", " ") + " UTC" : "never");
+  const usd = (value) => "$" + Number(value || 0).toFixed(Math.abs(value) >= 1 ? 2 : 6);
+
+  async function renderTenants(tenants, spend) {
+    const byTenant = Object.fromEntries(spend.groups.map((g) => [g.group, g]));
+    const rows = [...tenants].sort((a, b) => ((byTenant[b.id] || {}).cost_usd || 0) - ((byTenant[a.id] || {}).cost_usd || 0))
+      .map((tenant) => {
+        const tr = document.createElement("tr");
+        tr.dataset.tenant = tenant.id;
+        const used = byTenant[tenant.id] || { cost_usd: 0, requests: 0 };
+        tr.append(cell(tenant.id), cell(tenant.name), cell(usd(used.cost_usd)), cell(String(used.requests)),
+                  cell(tenant.disabled ? "disabled" : "active"));
+        const actions = document.createElement("td");
+        if (!tenant.disabled) {
+          actions.append(confirmed("Disable", () => act(`tenant ${tenant.id} disabled`, () => api("DELETE", `/admin/tenants/${tenant.id}`))));
+        }
+        tr.append(actions);
+        return tr;
+      });
+    headed($("console-tenants"), ["Tenant", "Name", "Spend", "Requests", "Status", ""], rows);
+    const active = tenants.filter((t) => !t.disabled).map((t) => t.id);
+    for (const id of ["new-key-tenant", "limits-tenant", "moderation-tenant"]) fillSelect($(id), active, []);
+    const global = Object.assign(document.createElement("option"), { value: "", textContent: "(global)" });
+    fillSelect($("router-tenant"), active, [global]);
+  }
+
+  function renderKeys(keys) {
+    const rows = keys.map((k) => {
+      const tr = document.createElement("tr");
+      tr.dataset.key = k.id;
+      tr.append(cell(k.id), cell(k.tenant || "(admin)"), cell(k.name), cell(when(k.expires)),
+                cell((k.models || ["all"]).join(", ")), cell((k.tags || []).join(", ")),
+                cell(k.revoked ? "revoked" : k.expires && k.expires * 1000 < Date.now() ? "expired" : "active"));
+      const actions = document.createElement("td");
+      if (!k.revoked) {
+        actions.append(
+          button("Rotate", "quiet", () => act(`key ${k.id} rotated`, async () => showSecret(await api("POST", `/admin/keys/${k.id}/rotate`, { overlap: "24h" }),
+                                                                                              "the old secret works for 24 h more"))),
+          " ",
+          confirmed("Revoke", () => act(`key ${k.id} revoked`, () => api("DELETE", `/admin/keys/${k.id}`))));
+      }
+      tr.append(actions);
+      return tr;
+    });
+    headed($("console-keys"), ["Key", "Tenant", "Name", "Expires", "Models", "Tags", "Status", ""], rows);
+  }
+
+  function showSecret(created, note) {
+    const box = $("new-key-secret");
+    box.hidden = false;
+    box.textContent = `${created.key}  (key ${created.id}: shown once, copy it now; ${note})`;
+    box.dataset.key = created.key;
+  }
+
+  function renderModels(models) {
+    const box = $("new-key-models");
+    const ticked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
+    const legend = box.querySelector("legend");
+    const labels = models.map((name) => {
+      const input = Object.assign(document.createElement("input"), { type: "checkbox", value: name, checked: ticked.has(name) });
+      const label = document.createElement("label");
+      label.append(input, name);
+      return label;
+    });
+    box.replaceChildren(legend, ...labels);
+  }
+
+  function renderThresholds(shown) {
+    const fmt = (v) => (v === null || v === undefined ? "-" : String(v));
+    const rows = ["threshold", "escalation"].map((name) => {
+      const tr = document.createElement("tr");
+      tr.append(cell(name), cell(fmt(shown[name])), cell(fmt(shown.configured[name])), cell(fmt(shown.overrides[name])));
+      return tr;
+    });
+    for (const [tenant, value] of Object.entries(shown.tenants)) {
+      const tr = document.createElement("tr");
+      tr.append(cell(`threshold for ${tenant}`), cell(fmt(value)), cell("-"), cell(fmt(value)));
+      rows.push(tr);
+    }
+    headed($("router-thresholds"), ["Setting", "In force", "Configured", "Live override"], rows);
+  }
+
+  async function loadLimits() {
+    const tenant = $("limits-tenant").value;
+    if (!tenant) return;
+    const limits = await api("GET", `/admin/tenants/${tenant}/limits`);
+    const overrides = limits.overrides.tenant;
+    $("limits-rpm").value = overrides.rpm ?? "";
+    $("limits-tpm").value = overrides.tpm ?? "";
+    $("limits-daily").value = overrides.daily_usd ?? "";
+    $("limits-monthly").value = overrides.monthly_usd ?? "";
+    const e = limits.effective.tenant;
+    const show = (v) => (v === null ? "none" : String(v));
+    $("limits-effective").textContent = `in force for ${tenant}: ${show(e.rpm)} requests/min, ${show(e.tpm)} tokens/min, ` +
+      `${show(e.daily_usd)} USD/day, ${show(e.monthly_usd)} USD/month`;
+  }
+
+  async function loadModeration() {
+    const tenant = $("moderation-tenant").value;
+    if (!tenant) return;
+    const policy = await api("GET", `/admin/tenants/${tenant}/moderation`);
+    $("moderation-overrides").value = JSON.stringify(policy.overrides, null, 2);
+    $("moderation-effective").textContent = policy.effective
+      ? `in force: input ${JSON.stringify(policy.effective.input)}, output ${JSON.stringify(policy.effective.output)}`
+      : "moderation is off in this gateway's config";
+  }
+
+  async function refresh() {
+    const period = { from: $("from").value, to: $("to").value, group_by: "tenant" };
+    const [tenants, keys, spend, models, thresholds] = await Promise.all([
+      api("GET", "/admin/tenants"), api("GET", "/admin/keys"), api("GET", "/v1/reports/costs?" + new URLSearchParams(period)),
+      api("GET", "/v1/models"), api("GET", "/admin/router/thresholds")]);
+    await renderTenants(tenants.data, spend);
+    renderKeys(keys.data);
+    renderModels(models.data.map((m) => m.id));
+    renderThresholds(thresholds);
+    await Promise.all([loadLimits(), loadModeration()]);
+  }
+
+  function number(id) {
+    const text = $(id).value.trim();
+    return text === "" ? null : Number(text);
+  }
+
+  function wire() {
+    $("new-tenant").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const id = $("new-tenant-id").value.trim();
+      act(`tenant ${id} created`, () => api("POST", "/admin/tenants", { id, name: $("new-tenant-name").value.trim() || null }));
+    });
+    $("new-key").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const models = [...$("new-key-models").querySelectorAll("input:checked")].map((i) => i.value);
+      const tags = $("new-key-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+      const body = { tenant: $("new-key-tenant").value, name: $("new-key-name").value.trim(), tags };
+      if (models.length) body.models = models;
+      if ($("new-key-expires").value) body.expires_in = $("new-key-expires").value;
+      act("key created", async () => showSecret(await api("POST", "/admin/keys", body), "it is stored only as a hash"));
+    });
+    $("limits-tenant").addEventListener("change", () => loadLimits().catch((e) => say(e.message, true)));
+    $("limits").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const tenant = $("limits-tenant").value;
+      const body = { tenant: { rpm: number("limits-rpm"), tpm: number("limits-tpm"), daily_usd: number("limits-daily"),
+                               monthly_usd: number("limits-monthly") } };
+      act(`limits of ${tenant} saved`, () => api("PUT", `/admin/tenants/${tenant}/limits`, body));
+    });
+    $("router-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const tenant = $("router-tenant").value;
+      const threshold = number("router-threshold");
+      const body = tenant ? { tenants: { [tenant]: threshold } } : {};
+      if (!tenant && threshold !== null) body.threshold = threshold;
+      if (number("router-escalation") !== null) body.escalation = number("router-escalation");
+      act("router thresholds saved", () => api("PUT", "/admin/router/thresholds", body));
+    });
+    $("router-clear").addEventListener("click", () => {
+      const tenant = $("router-tenant").value;
+      const body = tenant ? { tenants: { [tenant]: null } } : { threshold: null, escalation: null };
+      act("router overrides cleared", () => api("PUT", "/admin/router/thresholds", body));
+    });
+    $("moderation-tenant").addEventListener("change", () => loadModeration().catch((e) => say(e.message, true)));
+    $("moderation-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const tenant = $("moderation-tenant").value;
+      let body;
+      try {
+        body = JSON.parse($("moderation-overrides").value || "{}");
+      } catch (error) {
+        say(`the policy is not JSON: ${error.message}`, true);
+        return;
+      }
+      act(`moderation policy of ${tenant} saved`, () => api("PUT", `/admin/tenants/${tenant}/moderation`, body));
+    });
+  }
+
+  // Shown when the report has loaded with an admin key (a tenant key gets 403 from /admin).
+  async function start() {
+    wire();
+    const observer = new MutationObserver(async () => {
+      if (document.body.dataset.loaded !== "true") return;
+      try {
+        await refresh();
+        $("console").hidden = false;
+        document.body.dataset.console = "ready";
+      } catch (error) {
+        $("console").hidden = true;
+        document.body.dataset.console = "none";
+      }
+    });
+    observer.observe(document.body, { attributes: true, attributeFilter: ["data-loaded"] });
+  }
+
+  start();
+})();
