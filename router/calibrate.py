@@ -8,6 +8,7 @@ always what the returned threshold really does on the data.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from .data import Example
@@ -71,3 +72,10 @@ def for_min_quality(quality: float, scores: list[float], examples: list[Example]
         if total >= needed - 1e-12 and (rank == len(ordered) or scores[ordered[rank]] < scores[index]):
             return _outcome(scores[index], scores, examples, costs)
     raise ValueError(f"no threshold reaches quality {quality:g} (all-strong gives {sum(e.strong for e in examples) / len(examples):.3f})")
+
+
+def share_at_or_above(scores: list[float], thresholds: list[float]) -> list[float]:
+    """For each threshold, the share of ``scores`` at or above it: on live router scores, the share
+    of calls a global threshold would send to the flagship (the curve the console draws)."""
+    ordered = sorted(scores)
+    return [(len(ordered) - bisect.bisect_left(ordered, t)) / len(ordered) if ordered else 0.0 for t in thresholds]

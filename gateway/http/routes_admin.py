@@ -10,11 +10,14 @@ from typing import Annotated, Literal
 import orjson
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 
 from moderation.policy import PolicyError
 from moderation.policy import build as build_policy
+from router.calibrate import share_at_or_above
 
 from ..errors import APIError
+from ..stages.accounting.ledger import stream_key
 from ..stages.router import THRESHOLDS_KEY
 from ..state import GatewayState
 from ..store.redis import as_text, is_stream_id
@@ -249,6 +252,37 @@ async def set_thresholds(request: Request, body: RouterThresholds) -> dict:
                 pipe.hset(THRESHOLDS_KEY, f"tenant:{tenant}", value)
         await pipe.execute()
     return await get_thresholds(request)
+
+
+@router.get("/router/curve")
+async def router_curve(request: Request, per_tenant: int = Query(2000, ge=10, le=20_000)) -> dict:
+    """How the global threshold would split recent live traffic: for thresholds 0 to 1, the share of
+    the last ``per_tenant`` routed calls of each tenant (their recorded router scores) that would go
+    to the flagship; and for the cascade's escalation threshold, the share of recent cascade calls
+    whose confidence falls below it (they would escalate). The console draws both beside the
+    thresholds in force."""
+    gateway = await admin_gateway(request)
+    scores: list[float] = []
+    confidences: list[float] = []
+    try:
+        tenants = await gateway.store.tenant_ids()
+        async with gateway.redis.pipeline(transaction=False) as pipe:
+            for tenant in tenants:
+                pipe.xrevrange(stream_key(tenant), count=per_tenant)
+            replies = await pipe.execute()
+    except (RedisError, OSError):
+        raise APIError(503, "ledger unavailable, try again", code="store_unavailable") from None
+    for entries in replies:
+        for _, fields in entries:
+            record = orjson.loads(fields[b"r"])
+            if record.get("route") in ("router", "cascade") and isinstance(record.get("router_score"), (int, float)):
+                scores.append(float(record["router_score"]))
+            if record.get("route") == "cascade" and isinstance(record.get("cascade_confidence"), (int, float)):
+                confidences.append(float(record["cascade_confidence"]))
+    grid = [round(i / 20, 2) for i in range(21)]
+    escalating = [1 - share for share in share_at_or_above(confidences, grid)] if confidences else [0.0] * len(grid)
+    return {"routed_calls": len(scores), "cascade_calls": len(confidences), "thresholds": grid,
+            "flagship_share": share_at_or_above(scores, grid), "escalation_share": escalating}
 
 
 @router.get("/router/labels")

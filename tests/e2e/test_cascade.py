@@ -116,7 +116,7 @@ def test_the_escalation_threshold_is_live(gateway: str, cascade_key: str) -> Non
         assert escalated.headers["x-tollgate-escalated"] == "true"
     finally:
         with admin(gateway) as api:
-            api.put("/admin/router/thresholds", json={"escalation": 0.5})
+            api.put("/admin/router/thresholds", json={"escalation": None})
         time.sleep(0.7)
 
 

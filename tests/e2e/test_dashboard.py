@@ -139,6 +139,11 @@ def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works
         drawn = page.evaluate("(() => { const c = Chart.getChart(document.querySelector('#chart-models canvas'));"
                               " return [c.data.labels, c.data.datasets[0].data]; })()")
         assert drawn == [[g["group"] for g in by_model["groups"]], [g["cost_usd"] for g in by_model["groups"]]]
+        curve = httpx.get(gateway + "/admin/router/curve", headers=admin_headers).json()
+        assert curve["routed_calls"] >= 1 and curve["flagship_share"][0] == 1.0  # threshold 0: everything
+        assert curve["flagship_share"] == sorted(curve["flagship_share"], reverse=True)
+        drawn_curve = page.evaluate("Chart.getChart(document.querySelector('#router-curve canvas')).data.datasets[0].data")
+        assert drawn_curve == curve["flagship_share"]
         by_day = httpx.get(gateway + "/v1/reports/costs", params={"group_by": "day"}, headers=admin_headers).json()
         days = page.evaluate("Chart.getChart(document.querySelector('#chart-days canvas')).data.datasets[0].data")
         assert days[-1] == pytest.approx(by_day["groups"][-1]["cost_usd"]) and len(days) == len(by_day["groups"])

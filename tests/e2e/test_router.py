@@ -73,7 +73,7 @@ def test_router_show_tells_values_in_force_from_overrides(gateway: str) -> None:
 
     env = {**os.environ, "TOLLGATE_URL": gateway, "TOLLGATE_ADMIN_KEY": ADMIN_KEY}
     with admin(gateway) as api:
-        shown = api.get("/admin/router/thresholds").json()
+        shown = api.put("/admin/router/thresholds", json={"escalation": None}).json()  # an explicit null clears
         assert shown["escalation"] == shown["configured"]["escalation"] is not None  # no override: the config's
         assert shown["overrides"]["escalation"] is None
         api.put("/admin/router/thresholds", json={"escalation": 0.42})

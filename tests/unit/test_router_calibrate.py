@@ -107,3 +107,10 @@ def test_the_shipped_default_router_is_reproducible_from_its_dataset() -> None:
     assert [round(rebuilt.score(p), 4) for p in probes] == [round(shipped.score(p), 4) for p in probes]
     hard = "Which product forms when the given diene undergoes a [4+2] cycloaddition with maleic anhydride at 80 C?"
     assert shipped.score(probes[0]) < 0.2 and shipped.score(hard) > 0.5
+
+
+def test_the_live_curve_is_the_share_of_scores_at_or_above_each_threshold() -> None:
+    from router.calibrate import share_at_or_above
+
+    assert share_at_or_above([0.1, 0.4, 0.4, 0.9], [0.0, 0.4, 0.5, 1.0]) == [1.0, 0.75, 0.25, 0.0]
+    assert share_at_or_above([], [0.5]) == [0.0]

@@ -150,6 +150,43 @@
     headed($("router-thresholds"), ["Setting", "In force", "Configured", "Live override"], rows);
   }
 
+  // Share of recent routed calls each global threshold would send to the flagship, and of cascade
+  // calls each escalation threshold would escalate; the values in force marked on their curves.
+  function renderCurve(curve, shown) {
+    const percent = (v) => `${Math.round(v * 100)}%`;
+    const at = (shares, threshold) => (threshold === null || threshold === undefined ? null
+      : shares[Math.min(Math.max(Math.round(threshold * 20), 0), 20)]);
+    const marks = (shares, threshold) => curve.thresholds.map((t) => (threshold !== null && Math.abs(t - Math.round(threshold * 20) / 20) < 1e-9 ? at(shares, threshold) : null));
+    const container = $("router-curve");
+    const previous = container.querySelector("canvas");
+    if (previous && Chart.getChart(previous)) Chart.getChart(previous).destroy();
+    const canvas = document.createElement("canvas");
+    container.replaceChildren(canvas);
+    container.style.height = "220px";
+    new Chart(canvas, {
+      type: "line",
+      data: {
+        labels: curve.thresholds.map((t) => t.toFixed(2)),
+        datasets: [
+          { label: `to the flagship (${curve.routed_calls} routed calls)`, data: curve.flagship_share, borderColor: "#2f6fde",
+            backgroundColor: "#2f6fde", pointRadius: 0 },
+          { label: `escalated (${curve.cascade_calls} cascade calls)`, data: curve.escalation_share, borderColor: "#e4572e",
+            backgroundColor: "#e4572e", pointRadius: 0 },
+          { label: "in force", data: marks(curve.flagship_share, shown.threshold), showLine: false, pointRadius: 6,
+            borderColor: "#1d2433", backgroundColor: "#1d2433" },
+          { label: "escalation in force", data: marks(curve.escalation_share, shown.escalation), showLine: false,
+            pointRadius: 6, pointStyle: "rectRot", borderColor: "#1d2433", backgroundColor: "#1d2433" },
+        ],
+      },
+      options: { animation: false, responsive: true, maintainAspectRatio: false,
+                 scales: { x: { title: { display: true, text: "threshold" } },
+                           y: { min: 0, max: 1, title: { display: true, text: "share of calls" }, ticks: { callback: percent } } },
+                 plugins: { legend: { position: "bottom" },
+                            tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${percent(c.parsed.y)}` } } } },
+    });
+    container.dataset.calls = String(curve.routed_calls);
+  }
+
   async function loadLimits() {
     const tenant = $("limits-tenant").value;
     if (!tenant) return;
@@ -177,13 +214,14 @@
 
   async function refresh() {
     const period = { from: $("from").value, to: $("to").value, group_by: "tenant" };
-    const [tenants, keys, spend, models, thresholds] = await Promise.all([
+    const [tenants, keys, spend, models, thresholds, curve] = await Promise.all([
       api("GET", "/admin/tenants"), api("GET", "/admin/keys"), api("GET", "/v1/reports/costs?" + new URLSearchParams(period)),
-      api("GET", "/v1/models"), api("GET", "/admin/router/thresholds")]);
+      api("GET", "/v1/models"), api("GET", "/admin/router/thresholds"), api("GET", "/admin/router/curve")]);
     await renderTenants(tenants.data, spend);
     renderKeys(keys.data);
     renderModels(models.data.map((m) => m.id));
     renderThresholds(thresholds);
+    renderCurve(curve, thresholds);
     await Promise.all([loadLimits(), loadModeration()]);
   }
 
