@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from .progress import progress
+
 moderation_app = typer.Typer(no_args_is_help=True, help="Train the moderation classifier; check texts.")
 
 
@@ -19,7 +21,8 @@ def train_cmd(
     from moderation.classifier import read_examples, train
 
     try:
-        model = train(read_examples(data))
+        with progress("fitting the classifier", None):
+            model = train(read_examples(data))
     except (OSError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
