@@ -178,12 +178,42 @@ def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works
         limits = httpx.get(gateway + "/admin/tenants/console-co/limits", headers={"authorization": f"Bearer {ADMIN_KEY}"})
         assert limits.json()["effective"]["tenant"]["rpm"] == 120
 
+        # the router threshold for this tenant, and its moderation policy
+        page.evaluate("""document.getElementById('router-tenant').value = 'console-co';
+                         document.getElementById('router-threshold').value = '0.3';
+                         document.getElementById('router-form').requestSubmit()""")
+        page.wait_for("document.getElementById('router-thresholds').textContent.includes('threshold for console-co')")
+        thresholds = httpx.get(gateway + "/admin/router/thresholds", headers=admin_headers).json()
+        assert thresholds["tenants"]["console-co"] == 0.3
+        page.evaluate("""document.getElementById('moderation-tenant').value = 'console-co';
+                         document.getElementById('moderation-overrides').value = '{"input": {"pii": "redact"}}';
+                         document.getElementById('moderation-form').requestSubmit()""")
+        page.wait_for("document.getElementById('console-status').textContent.includes('moderation policy of console-co saved')")
+        policy = httpx.get(gateway + "/admin/tenants/console-co/moderation", headers=admin_headers).json()
+        assert policy["overrides"] == {"input": {"pii": "redact"}}
+        page.evaluate("""document.getElementById('moderation-overrides').value = '{not json';
+                         document.getElementById('moderation-form').requestSubmit()""")
+        page.wait_for("document.getElementById('console-status').className === 'error'")  # said in the page, nothing sent
+
+        # rotate: a new secret for the same key, shown once; the old one keeps working for the overlap
+        page.evaluate(f"""document.querySelector('#console-keys tr[data-key="{key_id}"] button.quiet').click()""")
+        rotated = page.wait_for(f"(s => s && s !== '{key}' && s)(document.getElementById('new-key-secret').dataset.key)")
+        assert rotated.startswith(f"sk-tg-{key_id}.")
+        for secret in (key, rotated):
+            assert openai.OpenAI(base_url=gateway + "/v1", api_key=secret, max_retries=0).chat.completions.create(
+                model="cheap", messages=[{"role": "user", "content": "hi"}], max_tokens=4).choices
+
         page.evaluate(f"""const revoke = document.querySelector('#console-keys tr[data-key="{key_id}"] button.danger');
                           revoke.click(); revoke.click()""")  # a destructive action asks twice
         page.wait_for(f"document.querySelector('#console-keys tr[data-key=\"{key_id}\"]').textContent.includes('revoked')")
+        page.evaluate("""const disable = document.querySelector('#console-tenants tr[data-tenant="console-co"] button.danger');
+                         disable.click(); disable.click()""")
+        page.wait_for("document.querySelector('#console-tenants tr[data-tenant=\"console-co\"]').textContent.includes('disabled')")
     time.sleep(1.1)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="cheap", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    assert next(t for t in httpx.get(gateway + "/admin/tenants", headers=admin_headers).json()["data"]
+                if t["id"] == "console-co")["disabled"] is True
 
     tenant_dom = rendered_dom(f"{gateway}/dashboard#" + urlencode({"key": dashboard_tenant}))
     assert 'data-console="none"' in tenant_dom and 'id="console" hidden' in tenant_dom
