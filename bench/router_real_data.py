@@ -1,0 +1,61 @@
+"""The router on real per-prompt results (issue #16): K-fold cross-validated APGR and CPT(50%) on
+every file of ``../shared/router-data`` (not shipped, not committed: see its README), beside the
+baselines that README gives for the router as it was when the data arrived. Not a test; a
+development tool for choosing features honestly (every score is out-of-fold).
+
+    python bench/router_real_data.py [--data-dir ../shared/router-data] [--cv 5] [--ngram-max 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from router.data import load  # noqa: E402
+from router.evaluate import evaluate  # noqa: E402
+from router.train import cross_validated_scores  # noqa: E402
+from wire.features import FeatureSettings  # noqa: E402
+
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "router-data"
+# APGR / CPT(50%) of the router when the data arrived (the folder's README, 5-fold)
+BASELINES = {
+    "routerbench_gpt4_vs_mixtral": (0.580, 35.9),
+    "routerbench_gpt4_vs_mixtral_qonly": (0.578, 37.5),
+    "routerbench_gpt4_vs_llama2_70b": (0.622, 33.2),
+    "routerbench_gpt4_vs_gpt35": (0.614, 33.9),
+    "alpacaeval1_gpt4_vs_llama2_7b": (0.563, 42.7),
+    "arenabench_v1_gpt4turbo_vs_mixtral": (0.467, 56.8),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument("--cv", type=int, default=5)
+    parser.add_argument("--ngram-max", type=int, default=FeatureSettings().ngram_max)
+    parser.add_argument("--only", default="", help="Only files whose name contains this.")
+    args = parser.parse_args()
+    files = sorted(args.data_dir.glob("*.jsonl"))
+    if not files:
+        sys.exit(f"no router data in {args.data_dir} (see issue #16: the folder is beside the project, never in it)")
+    settings = FeatureSettings(ngram_max=args.ngram_max)
+    print("| file | rows | APGR | CPT(50%) | baseline APGR / CPT(50%) | seconds |")
+    print("|---|---:|---:|---:|---|---:|")
+    for path in files:
+        if args.only not in path.stem:
+            continue
+        examples = load(path)
+        started = time.perf_counter()
+        result = evaluate(cross_validated_scores(examples, args.cv, settings=settings), examples)
+        base = BASELINES.get(path.stem)
+        shown = f"{base[0]:.3f} / {base[1]:.1f}%" if base else "-"
+        print(f"| {path.stem} | {len(examples):,} | {result.apgr:.3f} | {result.cpt50:.1f}% | {shown} | "
+              f"{time.perf_counter() - started:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
