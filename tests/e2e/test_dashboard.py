@@ -185,6 +185,9 @@ def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works
         page.wait_for("document.getElementById('router-thresholds').textContent.includes('threshold for console-co')")
         thresholds = httpx.get(gateway + "/admin/router/thresholds", headers=admin_headers).json()
         assert thresholds["tenants"]["console-co"] == 0.3
+        page.evaluate("document.getElementById('router-clear').click()")  # the tenant still chosen: its override goes
+        page.wait_for("!document.getElementById('router-thresholds').textContent.includes('threshold for console-co')")
+        assert "console-co" not in httpx.get(gateway + "/admin/router/thresholds", headers=admin_headers).json()["tenants"]
         page.evaluate("""document.getElementById('moderation-tenant').value = 'console-co';
                          document.getElementById('moderation-overrides').value = '{"input": {"pii": "redact"}}';
                          document.getElementById('moderation-form').requestSubmit()""")
