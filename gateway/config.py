@@ -57,6 +57,10 @@ class DeploymentConfig(_Strict):
     # forwards (its own batch, docs/pricing.md), so this is a fallback, not an assumption in prices.
     running: float = Field(16, ge=1)
     mean_context: float = Field(1024, ge=1)
+    # The most sequences the engine runs at once (its slots: llama.cpp's --parallel, vLLM's
+    # --max-num-seqs). Requests beyond it wait in the engine's queue, and an engine without metrics
+    # cannot say so: the cap keeps them from being counted as sharing the batch (priced too low).
+    max_running: int | None = Field(None, ge=1)
     metrics_path: str = "/metrics"  # on the server root, beside the /v1 base URL
     # Overrides of the calibrated factors (bandwidth, compute, prefill, step_overhead_s, ...).
     efficiency: dict[str, float] = Field(default_factory=dict)

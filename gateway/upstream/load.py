@@ -5,7 +5,8 @@ One reading is noise (a poll that happens to catch a call, or to miss it, moved 
 each replica integrates its running sequences over time. Two sources feed it:
 
 - this gateway's own requests in flight on the replica, exact (``begin`` and ``end`` at every send
-  and answer): all an engine without metrics (llama-cpp-python's server) can give;
+  and answer): all an engine without metrics (llama-cpp-python's server) can give; capped at the
+  engine's slots (``deployment.max_running``) when they are known, since the rest wait;
 - the engine's own counts, from its metrics (``engine_reading``): whatever it holds beyond this
   gateway's requests (other gateways, other workers) is added, and what waits in its queue rather
   than running is taken off, both held until the next reading. Only what two readings in a row
@@ -45,7 +46,8 @@ class Stint:
 
 
 class LoadWindow:
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, max_running: int | None = None) -> None:
+        self.max_running = max_running  # the engine's slots: what runs beyond them waits
         self.own = 0  # this gateway's requests in flight
         self._foreign = 0.0  # what the engine holds beyond them, as of its last reading
         self._queued = 0.0  # what waits in the engine's queue, as of its last reading
@@ -59,7 +61,10 @@ class LoadWindow:
     def running(self) -> float:
         """Sequences in the batch now (estimated between engine readings); at least 1 while busy."""
         held = self.own + self._foreign
-        return max(held - self._queued, 1.0) if held > 0 else 0.0
+        if held <= 0:
+            return 0.0
+        running = max(held - self._queued, 1.0)
+        return min(running, self.max_running) if self.max_running is not None else running
 
     def begin(self, now: float) -> Stint:
         self._advance(now)

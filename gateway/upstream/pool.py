@@ -41,10 +41,11 @@ class Replica:
     load: EngineLoad | None = None  # from the engine's /metrics, if it has one
     metrics_absent: bool = False  # its engine answered without metrics (llama-cpp-python's server)
     metrics_due: float = 0.0  # when to read its metrics next
+    max_running: int | None = None  # the engine's slots (deployment.max_running)
 
     def __post_init__(self) -> None:
         self.shown_url = without_userinfo(self.url)
-        self.window = LoadWindow(time.monotonic())  # how busy it has been: pricing's operating point
+        self.window = LoadWindow(time.monotonic(), self.max_running)  # how busy it has been: pricing's operating point
 
     @property
     def inflight(self) -> int:
@@ -77,7 +78,8 @@ class Backend:
     def __init__(self, config: BackendConfig, transport: Transport | None = None) -> None:
         self.config = config
         self.name = config.name
-        self.replicas = [Replica(url, index) for index, url in enumerate(config.urls)]
+        slots = config.deployment.max_running if config.deployment else None
+        self.replicas = [Replica(url, index, max_running=slots) for index, url in enumerate(config.urls)]
         self._next = itertools.count()
         self.headers = {"content-type": "application/json", **config.headers}
         if config.api_key:

@@ -131,3 +131,32 @@ def test_an_engine_without_metrics_is_said_once_and_asked_again_only_every_minut
     assert not replica.metrics_absent and "metrics found" in caplog.records[0].getMessage()
     asyncio.run(_poll_replica(backend, replica))  # a count applies once two readings agree
     assert replica.window.running == 3  # the engine holds 4 (none of them ours), 1 of them queued
+
+
+def test_an_engine_with_one_slot_runs_one_sequence_however_many_wait() -> None:
+    """llama-cpp-python's server (one slot, no metrics): three requests in flight are one running
+    and two queued, so each is priced at batch 1, not at 3 (which would charge a third)."""
+    window = LoadWindow(0.0, max_running=1)
+    stints = [window.begin(0.0) for _ in range(3)]
+    assert window.running == 1
+    for index, stint in enumerate(stints):
+        window.end(stint, 10.0 * (index + 1))
+    assert all(window.mean_running(stint, 40.0) == pytest.approx(1.0) for stint in stints)
+    uncapped = LoadWindow(0.0)
+    for _ in range(3):
+        uncapped.begin(0.0)
+    assert uncapped.running == 3
+
+
+def test_the_deployments_slots_reach_every_replica() -> None:
+    from gateway.config import BackendConfig
+    from gateway.upstream.pool import Backend
+    from gateway.upstream.transport import MockResponse, MockTransport
+
+    async def engine(url: str, body: bytes) -> MockResponse:
+        return MockResponse(404, [b""])
+
+    config = BackendConfig(name="llama", kind="llamacpp", urls=["http://a:8080/v1", "http://b:8080/v1"],
+                           deployment={"model": "llama-3.2-1b", "gpu": "l4", "max_running": 1})
+    backend = Backend(config, MockTransport(engine))
+    assert [r.window.max_running for r in backend.replicas] == [1, 1]
