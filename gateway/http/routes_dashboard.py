@@ -14,6 +14,8 @@ from pathlib import Path
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from ..errors import APIError
+
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 _FILES = Path(__file__).with_name("dashboard")
 _TYPES = {"app.js": "text/javascript", "console.js": "text/javascript", "style.css": "text/css", "index.html": "text/html",
@@ -40,21 +42,9 @@ async def dashboard() -> Response:
     return _file("index.html")
 
 
-@router.get("/dashboard/app.js")
-async def dashboard_script() -> Response:
-    return _file("app.js")
-
-
-@router.get("/dashboard/console.js")
-async def console_script() -> Response:
-    return _file("console.js")
-
-
-@router.get("/dashboard/vendor/chart.umd.min.js")
-async def chart_library() -> Response:
-    return _file("vendor/chart.umd.min.js")
-
-
-@router.get("/dashboard/style.css")
-async def dashboard_style() -> Response:
-    return _file("style.css")
+@router.get("/dashboard/{name:path}")
+async def dashboard_file(name: str) -> Response:
+    """The page's own files; nothing else under /dashboard is served."""
+    if name not in _TYPES or name == "index.html":
+        raise APIError(404, f"no dashboard file {name[:100]!r}", code="not_found")
+    return _file(name)

@@ -122,6 +122,11 @@ def test_the_page_is_served_with_a_strict_content_security_policy(gateway: str) 
     response = httpx.get(gateway + "/dashboard")
     assert response.status_code == 200 and "default-src 'self'" in response.headers["content-security-policy"]
     assert "data-value" not in response.text  # the page holds no data: its script fetches it with the key
+    for name in ("app.js", "console.js", "style.css", "vendor/chart.umd.min.js"):
+        served = httpx.get(gateway + "/dashboard/" + name)
+        assert served.status_code == 200 and "default-src 'self'" in served.headers["content-security-policy"]
+    assert httpx.get(gateway + "/dashboard/vendor/chart.js.LICENSE.md").status_code == 404  # only the page's files
+    assert httpx.get(gateway + "/dashboard/index.html").status_code == 404
 
 
 def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works_with_the_sdk(

@@ -154,17 +154,15 @@
   // calls each escalation threshold would escalate; the values in force marked on their curves.
   function renderCurve(curve, shown) {
     const percent = (v) => `${Math.round(v * 100)}%`;
-    const at = (shares, threshold) => (threshold === null || threshold === undefined ? null
-      : shares[Math.min(Math.max(Math.round(threshold * 20), 0), 20)]);
-    const marks = (shares, threshold) => curve.thresholds.map((t) => (threshold !== null && Math.abs(t - Math.round(threshold * 20) / 20) < 1e-9 ? at(shares, threshold) : null));
+    // the grid point nearest the value in force (the grid runs 0 to 1 in steps of 0.05)
+    const marks = (shares, threshold) => {
+      const index = threshold === null || threshold === undefined ? -1 : Math.round(threshold * 20);
+      return shares.map((share, i) => (i === index ? share : null));
+    };
     const container = $("router-curve");
-    const previous = container.querySelector("canvas");
-    if (previous && Chart.getChart(previous)) Chart.getChart(previous).destroy();
-    const canvas = document.createElement("canvas");
-    container.replaceChildren(canvas);
-    container.style.height = "220px";
-    new Chart(canvas, {
+    chartIn(container, {  // app.js's: one canvas per chart, replaced when drawn again
       type: "line",
+      height: 220,
       data: {
         labels: curve.thresholds.map((t) => t.toFixed(2)),
         datasets: [
@@ -178,13 +176,10 @@
             pointRadius: 6, pointStyle: "rectRot", borderColor: "#1d2433", backgroundColor: "#1d2433" },
         ],
       },
-      options: { animation: false, responsive: true, maintainAspectRatio: false,
-                 scales: { x: { title: { display: true, text: "threshold" } },
+      options: { scales: { x: { title: { display: true, text: "threshold" } },
                            y: { min: 0, max: 1, title: { display: true, text: "share of calls" }, ticks: { callback: percent } } },
-                 plugins: { legend: { position: "bottom" },
-                            tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${percent(c.parsed.y)}` } } } },
+                 plugins: { tooltip: { callbacks: { label: (c) => `${c.dataset.label}: ${percent(c.parsed.y)}` } } } },
     });
-    container.dataset.calls = String(curve.routed_calls);
   }
 
   async function loadLimits() {

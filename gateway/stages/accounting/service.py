@@ -78,7 +78,9 @@ class Accounting:
         ``generates``: False for embeddings (no output tokens to reserve, no output cap to send)."""
         if limits.empty:
             return Ticket()
-        prompt, output, cap = self.reservation(body) if generates else (self.reservation(body)[0], 0, None)
+        prompt, output, cap = self.reservation(body)
+        if not generates:  # embeddings: nothing is generated, no cap is sent
+            output, cap = 0, None
         bounded = [s for s in (limits.tenant, limits.key) if s.tpm is not None or s.daily_usd is not None
                    or s.monthly_usd is not None]
         needs_cost = any(s.daily_usd is not None or s.monthly_usd is not None for s in bounded)
