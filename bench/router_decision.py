@@ -1,8 +1,9 @@
 """How long the router's decision takes on the request path, by prompt size (not a test).
 
-Times ``gateway.stages.router.Router.route`` (prompt extraction, featurization, the sparse dot product
-and the threshold rule) on chat bodies from 100 characters to 200 KB, on one pinned core, and
-reports p50 and p99. Target (issue #4): p99 at most 200 us. Writes a table to docs/router.md.
+Times ``gateway.stages.router.Router.route`` (prompt extraction, featurization with word vectors, the
+dot product and the threshold rule) on chat bodies from 100 characters to 200 KB, on one pinned
+core, and reports p50 and p99; then the same with a shadow router deployed (two scores per call).
+Target (issues #4, #16): p99 at most 200 us. Writes a table to docs/router.md.
 
     python bench/router_decision.py [--iterations 3000] [--no-write]
 """
@@ -34,35 +35,42 @@ def _prompt(chars: int, rng: random.Random) -> str:
     return " ".join(text)[:chars] + "?"
 
 
-def measure(iterations: int) -> list[tuple[int, float, float]]:
+def measure(iterations: int) -> list[tuple[int, float, float, float, float]]:
+    from dataclasses import replace
+
     from gateway.config import parse_settings
     from gateway.stages.router import Router
+    from gateway.stages.router_deployments import Deployed
     from gateway.upstream.pool import UpstreamPool
     from router.train import fit
     from tests.support.router_data import synthetic_examples
 
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "router.json"
-        fit(synthetic_examples(2000)).save(artifact)
+        fit(synthetic_examples(2000), regularization=1.0, embedding_scale=1.0).save(artifact)  # the slower kind
         settings = parse_settings({
             "backends": [{"name": "b", "urls": ["http://127.0.0.1:9/v1"]}],
             "models": [{"name": "cheap", "targets": [{"backend": "b"}]}, {"name": "flagship", "targets": [{"backend": "b"}]}],
             "router": {"artifact": str(artifact), "cheap": "cheap", "flagship": "flagship"},
         })
         router = Router(UpstreamPool(settings), settings.router, redis=None)  # type: ignore[arg-type]
+        shadowed = Router(UpstreamPool(settings), settings.router, redis=None)  # type: ignore[arg-type]
+    assert router.configured is not None and router.configured.model.features.embedding_scale
+    shadowed.deployments = replace(shadowed.deployments, shadow=Deployed("shadow", router.configured.model))
     rng = random.Random(0)
     rows = []
     for size in SIZES:
         body = {"model": "auto", "messages": [{"role": "system", "content": "You are helpful."},
                                               {"role": "user", "content": _prompt(size, rng)}]}
         p50, p99 = percentiles_us(lambda body=body: router.route("auto", body, "tenant", True), iterations)
-        rows.append((size, p50, p99))
+        both50, both99 = percentiles_us(lambda body=body: shadowed.route("auto", body, "tenant", True), iterations)
+        rows.append((size, p50, p99, both50, both99))
     return rows
 
 
-def table(rows: list[tuple[int, float, float]]) -> str:
-    lines = ["| prompt size (chars) | p50 us | p99 us |", "|---:|---:|---:|"]
-    lines += [f"| {size:,} | {p50:.0f} | {p99:.0f} |" for size, p50, p99 in rows]
+def table(rows: list[tuple[int, float, float, float, float]]) -> str:
+    lines = ["| prompt size (chars) | p50 us | p99 us | with a shadow: p50 us | p99 us |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {size:,} | {p50:.0f} | {p99:.0f} | {both50:.0f} | {both99:.0f} |" for size, p50, p99, both50, both99 in rows]
     return "\n".join(lines)
 
 

@@ -3,7 +3,10 @@ every file of ``../shared/router-data`` (not shipped, not committed: see its REA
 baselines that README gives for the router as it was when the data arrived. Not a test; a
 development tool for choosing features honestly (every score is out-of-fold).
 
-    python bench/router_real_data.py [--data-dir ../shared/router-data] [--cv 5] [--ngram-max 2]
+    python bench/router_real_data.py [--data-dir ../shared/router-data] [--cv 5] [--no-word-vectors] [--hints]
+
+``--hints`` gives each prompt its file's ``domain`` as the task hint (evaluating the router with a hint
+beside without); ``--no-word-vectors`` is the router as it was before them (n-grams and structure).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from router.data import load  # noqa: E402
 from router.evaluate import evaluate  # noqa: E402
+from router.features import RouterFeatures  # noqa: E402
 from router.train import cross_validated_scores  # noqa: E402
 from wire.features import FeatureSettings  # noqa: E402
 
-DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "router-data"
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "router-data"  # beside the project
 # APGR / CPT(50%) of the router when the data arrived (the folder's README, 5-fold)
 BASELINES = {
     "routerbench_gpt4_vs_mixtral": (0.580, 35.9),
@@ -38,11 +42,14 @@ def main() -> None:
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--ngram-max", type=int, default=FeatureSettings().ngram_max)
     parser.add_argument("--only", default="", help="Only files whose name contains this.")
+    parser.add_argument("--no-word-vectors", action="store_true", help="N-grams and structure only.")
+    parser.add_argument("--hints", action="store_true", help="Each row's domain as its task hint.")
     args = parser.parse_args()
     files = sorted(args.data_dir.glob("*.jsonl"))
     if not files:
         sys.exit(f"no router data in {args.data_dir} (see issue #16: the folder is beside the project, never in it)")
-    settings = FeatureSettings(ngram_max=args.ngram_max)
+    features = RouterFeatures(FeatureSettings(ngram_max=args.ngram_max), 0.0 if args.no_word_vectors else 1.0,
+                              args.hints)
     print("| file | rows | APGR | CPT(50%) | baseline APGR / CPT(50%) | seconds |")
     print("|---|---:|---:|---:|---|---:|")
     for path in files:
@@ -50,7 +57,7 @@ def main() -> None:
             continue
         examples = load(path)
         started = time.perf_counter()
-        result = evaluate(cross_validated_scores(examples, args.cv, settings=settings), examples)
+        result = evaluate(cross_validated_scores(examples, args.cv, features=features), examples)
         base = BASELINES.get(path.stem)
         shown = f"{base[0]:.3f} / {base[1]:.1f}%" if base else "-"
         print(f"| {path.stem} | {len(examples):,} | {result.apgr:.3f} | {result.cpt50:.1f}% | {shown} | "

@@ -114,6 +114,7 @@ def _record(arrival: Arrival, outcome: Outcome, now: float, *, requested: str, s
     last = served[-1] if served else None
     usages = [s.usage for s in served]
     decision = routing.decision if routing else None
+    shadow = routing.shadow if routing else None
     return CallRecord(
         request_id=arrival.request_id,
         ts=arrival.wall_started,
@@ -143,6 +144,10 @@ def _record(arrival: Arrival, outcome: Outcome, now: float, *, requested: str, s
         cache_saved_usd=cached.cost_usd if cached else 0.0,
         router_score=round(decision.score, 6) if decision else None,
         router_threshold=decision.threshold if decision else None,
+        router_version=decision.router if decision else "",
+        shadow_score=round(shadow.score, 6) if shadow else None,
+        shadow_model=shadow.model if shadow else "",
+        shadow_version=shadow.router if shadow else "",
         escalated=outcome.escalated,
         cascade_confidence=outcome.confidence,
         escalation_reason=outcome.escalation_reason,

@@ -37,7 +37,7 @@ from .stages.labels import LabelKeeper
 from .stages.moderation import Blocked, Moderation, Screening
 from .stages.prefix import CacheSalts, PrefixRouter
 from .stages.pricing import Price, Pricing
-from .stages.router import Router, Routing, is_routed
+from .stages.router import Router, Routing, is_routed, task_hint
 from .tracing import Tracing
 from .upstream.forwarder import Additions, Forwarder, Reply, Served, UpstreamError, UpstreamStream
 from .upstream.relay import Relay, RelayRules
@@ -124,7 +124,9 @@ class Pipeline:
             routed = time.perf_counter() if traced else 0.0
             if not generates and is_routed(request.model):
                 raise APIError(400, "embeddings are not routed: name an embedding model", code="invalid_value", param="model")
-            routing = self.router.route(request.model, body, caller.tenant, single_answer=request.outputs == 1)
+            hint, body = task_hint(body)
+            routing = self.router.route(request.model, body, caller.tenant, single_answer=request.outputs == 1,
+                                        hint=hint or caller.task)
             salt = self.salts.of(caller.cache_group or caller.tenant) if self.salts is not None else None
             preference = await self.prefix.choose(body, routing.route, salt or "") if self.prefix is not None else None
             admitted = time.perf_counter() if traced else 0.0

@@ -181,7 +181,24 @@ def build(size: int = 6000, seed: int = 7) -> list[dict]:
     return records
 
 
-def write(path: str | Path, size: int = 6000, seed: int = 7) -> int:
-    records = build(size, seed)
+ARENA_GRADE_MAX = 10.0
+
+
+def graded_records(path: str | Path) -> list[dict]:
+    """Real prompts graded 1 to 10 (Arena-Hard's arena-bench-v1 file of ../shared/router-data), with the
+    grades scaled to 0.1-1.0 so that quality curves over them and the 0/1 templated data share one
+    scale (who wins is unchanged). The domain is "arena" where the file has none."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records.append({**record, "weak": record["weak"] / ARENA_GRADE_MAX, "strong": record["strong"] / ARENA_GRADE_MAX,
+                            "domain": record.get("domain") or "arena"})
+    return records
+
+
+def write(path: str | Path, size: int = 6000, seed: int = 7, graded: str | Path | None = None) -> int:
+    """The templated dataset, then (``graded``) a real graded file's records, as JSON Lines."""
+    records = build(size, seed) + (graded_records(graded) if graded else [])
     Path(path).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     return len(records)

@@ -1,11 +1,13 @@
-"""Fitting a router: logistic regression on hashed n-grams and structural features.
+"""Fitting a router: logistic regression on hashed n-grams, structural features and word vectors.
 
 scikit-learn fits the model; the result is copied into a plain-data ``RouterModel`` so that
 nothing pickled is ever saved or loaded, and scoring does not go through scikit-learn.
 
-How strongly to regularize depends on the data (a few hundred ledger labels want much more than
-tens of thousands of benchmark prompts), so by default it is chosen by cross-validation on the
-training data itself, on the metric the router is judged by (APGR).
+Two choices depend on the data, so by default both are made by cross-validation on the training
+data itself, on the metric the router is judged by (APGR): how strongly to regularize (a few
+hundred ledger labels want much more than tens of thousands of benchmark prompts), and how much
+weight the word vectors get beside the n-grams (0 leaves them out: on some data they only add
+noise). ``cross_validated_scores`` makes them again inside every fold, so its estimate stays honest.
 """
 
 from __future__ import annotations
@@ -15,31 +17,51 @@ import hashlib
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
-from scipy.sparse import csr_matrix
+from scipy.sparse import csr_matrix, diags
 from sklearn.linear_model import LogisticRegression
-
-from wire.features import FeatureSettings, featurize
 
 from .data import Example
 from .evaluate import evaluate
+from .features import RouterFeatures, feature_row, prompt_features
 from .model import RouterModel
 
 REGULARIZATION_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # values of C tried when none is given
+EMBEDDING_GRID = (0.0, 1.0)  # word-vector scales tried when none is given (0: n-grams alone)
+# Word vectors are kept only when they beat n-grams alone by this much cross-validated APGR: a gain
+# smaller than that is within the noise of choosing among several candidates on the same folds.
+EMBEDDING_MARGIN = 0.005
 DEFAULT_REGULARIZATION = 1.0  # when the data is too small to choose
+DEFAULT_EMBEDDING = 0.0
 SELECTION_FOLDS = 3
 MIN_WINS_TO_SELECT = 2 * SELECTION_FOLDS  # each inner training set needs wins and losses
 
 
-def feature_matrix(examples: list[Example], settings: FeatureSettings) -> csr_matrix:
+def feature_matrix(examples: list[Example], features: RouterFeatures) -> csr_matrix:
+    """One row per example; with ``features.hints`` the example's ``domain`` is its task hint."""
     rows, cols, values = [], [], []
     for row, example in enumerate(examples):
-        for col, value in featurize(example.text, settings).items():
-            rows.append(row)
-            cols.append(col)
-            values.append(value)
-    return csr_matrix((values, (rows, cols)), shape=(len(examples), settings.size))
+        columns, numbers = feature_row(prompt_features(example.text, example.domain if features.hints else None, features),
+                                       features)
+        rows.append(np.full(len(columns), row))
+        cols.append(columns)
+        values.append(numbers)
+    return csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(len(examples), features.size))
+
+
+def _with_scale(matrix: csr_matrix, features: RouterFeatures, scale: float) -> csr_matrix:
+    """A matrix built with word vectors at scale 1, with them at ``scale`` (0: their columns dropped)."""
+    start = features.embedding_start
+    if not features.embedding_scale or scale == 1.0:
+        return matrix if scale or not features.embedding_scale else matrix[:, :start]
+    if scale == 0.0:
+        return matrix[:, :start]
+    column_scale = np.ones(matrix.shape[1])
+    column_scale[start:] = scale
+    return (matrix @ diags(column_scale)).tocsr()
 
 
 def data_hash(examples: list[Example]) -> str:
@@ -77,34 +99,52 @@ def _held_out_scores(matrix: csr_matrix, labels: np.ndarray, folds: int, regular
     return scores
 
 
-def choose_regularization(matrix: csr_matrix, examples: list[Example], seed: int = 0) -> tuple[float, dict[str, float]]:
-    """The C of the grid with the best cross-validated APGR, and every C's APGR.
+def choose(matrix: csr_matrix, examples: list[Example], features: RouterFeatures, regularizations: tuple[float, ...],
+           scales: tuple[float, ...], seed: int = 0) -> tuple[float, float, dict[str, float]]:
+    """The (C, word-vector scale) with the best 3-fold cross-validated APGR, and every pair's APGR.
 
-    Ties go to the value nearest the default. Data with too few wins to split gets the default.
+    Word vectors must win by ``EMBEDDING_MARGIN``; ties go to the C nearest the default. Data with
+    too few wins to split gets the defaults.
     """
     labels = _labels(examples)
+    default = (regularizations[0] if len(regularizations) == 1 else DEFAULT_REGULARIZATION,
+               scales[0] if len(scales) == 1 else DEFAULT_EMBEDDING)
     if min(int(labels.sum()), int(len(labels) - labels.sum())) < MIN_WINS_TO_SELECT:
-        return DEFAULT_REGULARIZATION, {}
-    results = {}
-    for value in REGULARIZATION_GRID:
-        scores = _held_out_scores(matrix, labels, SELECTION_FOLDS, value, seed)
-        results[value] = evaluate(scores.tolist(), examples).apgr
-    valid = {c: a for c, a in results.items() if not math.isnan(a)}
+        return default[0], default[1], {}
+    results: dict[tuple[float, float], float] = {}
+    for scale in scales:
+        scaled = _with_scale(matrix, features, scale)
+        for value in regularizations:
+            results[(value, scale)] = evaluate(_held_out_scores(scaled, labels, SELECTION_FOLDS, value, seed).tolist(),
+                                               examples).apgr
+    valid = {pair: a for pair, a in results.items() if not math.isnan(a)}
     if not valid:
-        return DEFAULT_REGULARIZATION, {}
-    best = max(valid, key=lambda c: (round(valid[c], 4), -abs(math.log(c / DEFAULT_REGULARIZATION))))
-    return best, {str(c): round(a, 4) for c, a in results.items()}
+        return default[0], default[1], {}
+    def best_of(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+        return max(pairs, key=lambda p: (round(valid[p], 4), -abs(math.log(p[0] / DEFAULT_REGULARIZATION))))
+
+    plain = [p for p in valid if p[1] == 0.0]
+    best = best_of(list(valid))
+    if plain and best[1] != 0.0 and valid[best] < valid[best_of(plain)] + EMBEDDING_MARGIN:
+        best = best_of(plain)
+    return best[0], best[1], {f"C={c:g},vectors={s:g}": round(a, 4) for (c, s), a in results.items()}
 
 
-def _fit_matrix(matrix: csr_matrix, examples: list[Example], settings: FeatureSettings,
-                regularization: float | None) -> RouterModel:
+def _fit_matrix(matrix: csr_matrix, examples: list[Example], features: RouterFeatures,
+                regularization: float | None, embedding_scale: float | None) -> RouterModel:
+    """``matrix`` was built with ``features`` (word vectors, if any, at scale 1)."""
     labels = _labels(examples)
     if labels.min() == labels.max():
         raise ValueError("the data needs prompts where the strong model wins and prompts where it does not")
+    regularizations = REGULARIZATION_GRID if regularization is None else (regularization,)
+    scales = (EMBEDDING_GRID if embedding_scale is None else (embedding_scale,)) if features.embedding_scale else (0.0,)
     selection: dict[str, float] = {}
-    if regularization is None:
-        regularization, selection = choose_regularization(matrix, examples)
-    classifier = _classifier(matrix, labels, regularization)
+    if len(regularizations) * len(scales) > 1:
+        regularization, embedding_scale, selection = choose(matrix, examples, features, regularizations, scales)
+    else:
+        regularization, embedding_scale = regularizations[0], scales[0]
+    chosen = replace(features, embedding_scale=embedding_scale)
+    classifier = _classifier(_with_scale(matrix, features, embedding_scale), labels, regularization)
     coefficients = classifier.coef_[0]
     weights = {int(i): float(coefficients[i]) for i in np.flatnonzero(np.abs(coefficients) > 1e-6)}
     metadata = {
@@ -113,35 +153,46 @@ def _fit_matrix(matrix: csr_matrix, examples: list[Example], settings: FeatureSe
         "strong_win_rate": float(labels.mean()),
         "data_sha256": data_hash(examples),
         "regularization": regularization,
-        "regularization_cv_apgr": selection,
+        "word_vectors": embedding_scale,
+        "selection_cv_apgr": selection,
     }
-    return RouterModel(settings, weights, float(classifier.intercept_[0]), metadata)
+    return RouterModel(chosen, weights, float(classifier.intercept_[0]), metadata)
 
 
-def fit(examples: list[Example], settings: FeatureSettings | None = None,
-        regularization: float | None = None) -> RouterModel:
-    """A router for these examples; ``regularization=None`` chooses C by cross-validation."""
-    settings = settings or FeatureSettings()
-    model = _fit_matrix(feature_matrix(examples, settings), examples, settings, regularization)
-    in_sample = evaluate([model.score(e.text) for e in examples], examples)
+def candidate_features(hints: bool = False, word_vectors: bool = True) -> RouterFeatures:
+    """The feature space training searches: word vectors (scale 1, chosen later) unless turned off."""
+    return RouterFeatures(embedding_scale=1.0 if word_vectors else 0.0, hints=hints)
+
+
+def _hint(example: Example, features: RouterFeatures) -> str | None:
+    return example.domain if features.hints else None
+
+
+def fit(examples: list[Example], features: RouterFeatures | None = None, regularization: float | None = None,
+        embedding_scale: float | None = None) -> RouterModel:
+    """A router for these examples; ``None`` chooses C (and the word vectors' scale) by cross-validation."""
+    features = features or candidate_features()
+    model = _fit_matrix(feature_matrix(examples, features), examples, features, regularization, embedding_scale)
+    in_sample = evaluate([model.score(e.text, _hint(e, features)) for e in examples], examples)
     model.metadata["in_sample"] = {"apgr": in_sample.apgr, "cpt50": in_sample.cpt50, "cpt80": in_sample.cpt80}
+    model.metadata["uses_task_hints"] = features.hints
     return model
 
 
-def cross_validated_scores(examples: list[Example], folds: int, seed: int = 0, settings: FeatureSettings | None = None,
-                           regularization: float | None = None,
+def cross_validated_scores(examples: list[Example], folds: int, seed: int = 0, features: RouterFeatures | None = None,
+                           regularization: float | None = None, embedding_scale: float | None = None,
                            on_fold: Callable[[int], None] | None = None) -> list[float]:
-    """Each prompt scored by a router trained on the other folds (choosing its C on those folds
+    """Each prompt scored by a router trained on the other folds (making its choices on those folds
     only); ``on_fold(1)`` after each fold, for a progress bar."""
     if folds < 2 or folds > len(examples):
         raise ValueError(f"--cv needs 2 to {len(examples)} folds")
-    settings = settings or FeatureSettings()
-    matrix = feature_matrix(examples, settings)
+    features = features or candidate_features()
+    matrix = feature_matrix(examples, features)
     scores = [0.0] * len(examples)
     for train, held in _splits(len(examples), folds, seed):
-        model = _fit_matrix(matrix[train], [examples[i] for i in train], settings, regularization)
+        model = _fit_matrix(matrix[train], [examples[i] for i in train], features, regularization, embedding_scale)
         for i in held.tolist():
-            scores[i] = model.score(examples[i].text)
+            scores[i] = model.score(examples[i].text, _hint(examples[i], features))
         if on_fold is not None:
             on_fold(1)
     return scores

@@ -9,7 +9,7 @@ from .ledger_archive import ledger_archive
 from .moderation_cmds import moderation_app
 from .pricing_cmds import pricing_app
 from .report_cmds import ledger_app, limits_app, report
-from .router_cmds import router_app
+from .rollout_cmds import router_app  # the router group, with its rollout commands
 from .run_cmds import engine_sim, serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)

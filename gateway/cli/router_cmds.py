@@ -33,20 +33,26 @@ def _examples(data: Path) -> list[Example]:
         raise _fail(str(err)) from None
 
 
-def _scores(examples: list[Example], router: Path | None, cv: int | None) -> list[float]:
+_HINTS = typer.Option(False, "--hints", help="Use each row's domain as the task hint (a router that reads metadata.tollgate_task).")
+_NO_VECTORS = typer.Option(False, "--no-word-vectors", help="N-grams and structure only (by default word vectors are tried, kept if cross-validation says they help).")
+
+
+def _scores(examples: list[Example], router: Path | None, cv: int | None, hints: bool = False,
+            no_word_vectors: bool = False) -> list[float]:
     """Each prompt's score from a saved router, or (honestly) from K-fold cross-validation."""
     from router.model import RouterFileError, load
-    from router.train import cross_validated_scores
+    from router.train import candidate_features, cross_validated_scores
 
     if (router is None) == (cv is None):
         raise _fail("give exactly one of --router or --cv")
     try:
         if router is not None:
             model = load(router)
-            return [model.score(e.text) for e in examples]
+            return [model.score(e.text, e.domain if model.features.hints else None) for e in examples]
         assert cv is not None
+        features = candidate_features(hints=hints, word_vectors=not no_word_vectors)
         with progress(f"{cv}-fold cross-validation", cv) as step:
-            return cross_validated_scores(examples, cv, on_fold=step)
+            return cross_validated_scores(examples, cv, features=features, on_fold=step)
     except (RouterFileError, ValueError) as err:
         raise _fail(str(err)) from None
 
@@ -114,11 +120,14 @@ def build_dataset_cmd(
     out: Path = typer.Option(..., help="Where to write the JSON Lines."),
     size: int = typer.Option(6000, min=100, help="About how many prompts."),
     seed: int = typer.Option(7, help="Random seed; the same seed gives the same file."),
+    add_graded: Path | None = typer.Option(None, "--add-graded", help="Append a real file graded 1-10 (the Arena file of ../shared/router-data), grades scaled to 0.1-1."),
 ) -> None:
     """The default router's training data: templated prompts labelled from published accuracies (router/dataset.py)."""
     from router.dataset import write
 
-    typer.echo(f"wrote {out}: {write(out, size, seed)} prompts")
+    if add_graded is not None and not add_graded.exists():
+        raise _fail(f"{add_graded} does not exist")
+    typer.echo(f"wrote {out}: {write(out, size, seed, add_graded)} prompts")
 
 
 @router_app.command("train")
@@ -129,6 +138,8 @@ def train_cmd(
     regularization: float | None = typer.Option(None, min=1e-6, help="Inverse regularization strength (C); by default chosen by 3-fold cross-validation on the data (0.1 to 10)."),
     cv: int | None = typer.Option(None, min=2, help="Also measure K-fold cross-validated APGR and CPT and keep them in the artifact."),
     tenant: list[str] = typer.Option([], help="With --from-ledger: only this tenant's labels (repeatable)."),
+    hints: bool = _HINTS,
+    no_word_vectors: bool = _NO_VECTORS,
     min_apgr: float = typer.Option(MIN_APGR, help="With --cv or --from-ledger: refuse to write a router whose cross-validated APGR is below this."),
     force: bool = typer.Option(False, "--force", help="Write the router even below --min-apgr."),
     url: str = URL,
@@ -136,7 +147,7 @@ def train_cmd(
 ) -> None:
     """Fit a router that predicts P(strong model wins | prompt)."""
     from router.evaluate import evaluate
-    from router.train import cross_validated_scores, fit
+    from router.train import candidate_features, cross_validated_scores, fit
 
     if data is None and not from_ledger:
         raise _fail("give --data, --from-ledger, or both")
@@ -153,9 +164,11 @@ def train_cmd(
         raise _fail(f"{len(examples)} examples are too few for {cv}-fold cross-validation: collect more labels")
     try:
         with progress("fitting the router", 1 + (cv or 0)) as step:
-            model = fit(examples, regularization=regularization)
+            features = candidate_features(hints=hints, word_vectors=not no_word_vectors)
+            model = fit(examples, features, regularization=regularization)
             step(1)
-            scores = cross_validated_scores(examples, cv, regularization=regularization, on_fold=step) if cv else None
+            scores = (cross_validated_scores(examples, cv, features=features, regularization=regularization, on_fold=step)
+                      if cv else None)
         if cv is not None and scores is not None:
             held_out = evaluate(scores, examples)
             model.metadata["cross_validated"] = {"folds": cv, "apgr": held_out.apgr, "cpt50": held_out.cpt50,
@@ -165,6 +178,7 @@ def train_cmd(
     metrics = model.metadata.get("cross_validated") or model.metadata["in_sample"]
     kind = f"{cv}-fold cross-validated" if cv is not None else "in-sample (use --cv 5 for an honest estimate)"
     summary = (f"{len(examples)} examples, C={model.metadata['regularization']}, "
+               f"word vectors x{model.metadata['word_vectors']:g}{', task hints' if hints else ''}, "
                f"APGR {metrics['apgr']:.3f}, CPT(50%) {metrics['cpt50']:.1f}% {kind}")
     if cv is not None and metrics["apgr"] < min_apgr and not force:
         typer.echo(f"error: not written: {summary}; below --min-apgr {min_apgr:g} (0.5 is random routing). "
@@ -182,6 +196,8 @@ def eval_cmd(
     cheap_cost: float | None = _CHEAP_COST,
     strong_cost: float | None = _STRONG_COST,
     plot: Path | None = typer.Option(None, help="Write the curve as SVG (quality against cost when costs are given)."),
+    hints: bool = _HINTS,
+    no_word_vectors: bool = _NO_VECTORS,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """APGR, CPT(50%), CPT(80%) and the quality (and cost) curve over 11 score quantiles."""
@@ -190,7 +206,7 @@ def eval_cmd(
 
     examples = _examples(data)
     costs = _costs(cheap_cost, strong_cost)
-    result = evaluate(_scores(examples, router, cv), examples)
+    result = evaluate(_scores(examples, router, cv, hints, no_word_vectors), examples)
     if costs is not None:
         for point in result.curve:
             point["cost_per_call_usd"] = (1 - point["strong_share"]) * costs[0] + point["strong_share"] * costs[1]

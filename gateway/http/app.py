@@ -21,6 +21,7 @@ from .handlers import install_error_handlers
 from .middleware import RequestContextMiddleware
 from .routes_admin import router as admin_router
 from .routes_dashboard import router as dashboard_router
+from .routes_deployments import router as deployments_router
 from .routes_limits import router as limits_router
 from .routes_openai import router as openai_router
 from .routes_ops import router as ops_router
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_router)
     app.include_router(admin_router)
+    app.include_router(deployments_router)
     app.include_router(limits_router)
     app.include_router(reports_router)
     app.include_router(dashboard_router)

@@ -51,6 +51,7 @@ def answer_headers(plan: Plan, outcome: Outcome) -> dict[str, str]:
     if routing.decision is not None:
         headers["x-tollgate-router-score"] = f"{routing.decision.score:.4f}"
         headers["x-tollgate-router-threshold"] = f"{routing.decision.threshold:.4f}"
+        headers["x-tollgate-router-version"] = routing.decision.router
     return headers
 
 

@@ -41,6 +41,7 @@ class Caller:
     expires: float | None = None  # epoch seconds: checked on every call, cached or not
     models: frozenset[str] | None = None  # the public models the key may call; None: all
     tags: tuple[str, ...] = ()
+    task: str | None = None  # the key's default task hint for the router (its tollgate_task metadata)
 
     def may_call(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -125,7 +126,7 @@ class Authenticator:
             return None
         limits = resolve(*self.limit_defaults, tenant_fields, record.limit_fields)
         return Caller(caller.key_id, caller.tenant, caller.role, limits, tenant_fields.get("moderation"),
-                      tenant_fields.get("prefix_cache_group") or caller.tenant, caller.expires, caller.models, caller.tags)
+                      tenant_fields.get("prefix_cache_group") or caller.tenant, caller.expires, caller.models, caller.tags, caller.task)
 
     def _stale_or_unavailable(self, cached: _Entry | None, now: float, err: Exception) -> Caller | None:
         """Redis is unreachable: a key verified recently keeps working (fail open for known keys)."""
@@ -147,4 +148,5 @@ def _caller_if_valid(record: KeyRecord | None, presented_hash: str) -> Caller | 
     if not current and not (previous and time.time() < record.previous_until):
         return None
     return Caller(key_id=record.key_id, tenant=record.tenant, role=record.role, expires=record.expires,
-                  models=frozenset(record.models) if record.models else None, tags=record.tags)
+                  models=frozenset(record.models) if record.models else None, tags=record.tags,
+                  task=record.metadata.get("tollgate_task") or None)

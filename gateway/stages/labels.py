@@ -63,7 +63,11 @@ class LabelKeeper:
         except (RedisError, OSError) as err:
             throttled.warn(f"router labels dropped: {type(err).__name__}")
 
-    async def read(self, after: str | None, limit: int) -> tuple[list[dict], str | None]:
+    async def read(self, after: str | None, limit: int, newest: bool = False) -> tuple[list[dict], str | None]:
+        """Oldest first from ``after``; ``newest``: the last ``limit`` labels (newest first, no cursor)."""
+        if newest:
+            rows = await self.redis.xrevrange(LABELS_KEY, count=limit) or []
+            return [{**orjson.loads(fields[b"l"]), "id": as_text(ident)} for ident, fields in rows if ident and fields], None
         rows = await self.redis.xrange(LABELS_KEY, min=f"({after}" if after else "-", max="+", count=limit) or []
         labels = [{**orjson.loads(fields[b"l"]), "id": as_text(ident)} for ident, fields in rows if ident and fields]
         return labels, as_text(rows[-1][0] or b"") if len(rows) == limit else None

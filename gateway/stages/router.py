@@ -1,16 +1,24 @@
 """Route: where a call goes. A named model goes to its route; ``model="auto"``, ``router:<t>`` and
 ``cascade`` ask the learned router (the ``router`` package) whether the cheap model will do.
 
-``auto`` uses the tenant's threshold (a per-tenant override, else the global one); both live in
-Redis and every worker refreshes its copy twice a second, so a change reaches every replica within
-a second and the request path never waits on Redis for it. The decision rule sits beside the score,
-as in RouteLLM: scores at or above the threshold go to the flagship. A cascade starts with the cheap
-model and carries its escalation: the flagship's route, the escalation threshold and the hold-back.
+``auto`` uses the tenant's threshold (a per-tenant override, else the global one) and the tenant's
+router (its own deployed artifact, else the global one: router_deployments.py); both live in Redis
+and every worker refreshes its copy twice a second, so a change reaches every replica within a
+second and the request path never waits on Redis for it. The decision rule sits beside the score,
+as in RouteLLM: scores at or above the threshold go to the flagship. A candidate router deployed as a
+shadow scores the same prompt beside it; its decision is recorded, never acted on. A cascade starts
+with the cheap model and carries its escalation: the flagship's route, the escalation threshold and
+the hold-back.
+
+A request may say what kind of task it is (``metadata: {"tollgate_task": "math"}``, else its key's
+``tollgate_task`` metadata): routers trained with task hints use it as a feature. The hint is
+taken out of the body before it goes upstream (OpenAI refuses ``metadata`` without ``store``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 
@@ -18,8 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.confidence import DEFAULT_SCORER
-from router.model import RouterModel
-from router.model import load as load_router
+from router.model import RouterFileError, RouterModel, parse
 from wire.texts import prompt_text
 
 from ..config import RouterConfig
@@ -27,12 +34,22 @@ from ..errors import APIError
 from ..logs import Warnings
 from ..store.redis import as_text
 from ..upstream.pool import Route, UpstreamPool
+from .router_deployments import (
+    Deployed,
+    Deployments,
+    assemble,
+    read_artifacts,
+    read_slots,
+    version_of,
+    wanted_versions,
+)
 
 log = logging.getLogger("tollgate.router")
 throttled = Warnings(log)
 THRESHOLDS_KEY = "tg:router:thresholds"
 REFRESH_S = 0.5
 ROUTED_NAMES = ("auto", "cascade")
+HINT_FIELD = "tollgate_task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +57,11 @@ class Decision:
     score: float
     threshold: float
     model: str
+    router: str = ""  # the deployed version that scored it
 
 
-def decide(score: float, threshold: float, cheap: str, flagship: str) -> Decision:
-    return Decision(score, threshold, flagship if score >= threshold else cheap)
+def decide(score: float, threshold: float, cheap: str, flagship: str, router: str = "") -> Decision:
+    return Decision(score, threshold, flagship if score >= threshold else cheap, router)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +81,7 @@ class Routing:
     route: Route  # where the call goes (a cascade: first)
     decision: Decision | None = None
     escalation: Escalation | None = None
+    shadow: Decision | None = None  # what the shadow router would have decided (never acted on)
 
 
 def requested_threshold(model: str) -> float | None:
@@ -86,6 +105,33 @@ def _is_number(value: bytes | str) -> bool:
     return True
 
 
+def task_hint(body: dict) -> tuple[str | None, dict]:
+    """The request's task hint, and the body without it (the rest of ``metadata`` is kept)."""
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict) or HINT_FIELD not in metadata:
+        return None, body
+    hint = metadata[HINT_FIELD]
+    rest = {k: v for k, v in metadata.items() if k != HINT_FIELD}
+    stripped = {k: v for k, v in body.items() if k != "metadata"}
+    if rest:
+        stripped["metadata"] = rest
+    return (hint[:100] if isinstance(hint, str) and hint.strip() else None), stripped
+
+
+def load_configured(path: str) -> Deployed:
+    """The config's artifact, named by the same kind of version as deployed ones."""
+    try:
+        with open(path, "rb") as handle:
+            document = json.loads(handle.read())
+    except (OSError, ValueError) as err:
+        raise RouterFileError(f"cannot read router {path}: {err}") from None
+    return Deployed(version_of(document), parse(document, path))
+
+
+def _parse_deployed(document: bytes | str) -> RouterModel:
+    return parse(json.loads(document), "deployed router")
+
+
 def is_routed(model: str) -> bool:
     """Whether a model name asks the router (``auto``, ``cascade``, ``router:<t>``) rather than names a model."""
     return model in ROUTED_NAMES or model.startswith("router:")
@@ -95,15 +141,23 @@ class Router:
     def __init__(self, pool: UpstreamPool, config: RouterConfig | None, redis: Redis) -> None:
         self.pool = pool
         self.config = config
-        self.model: RouterModel | None = load_router(config.artifact) if config else None
+        self.configured: Deployed | None = load_configured(config.artifact) if config else None
+        self.deployments = Deployments(serving=self.configured)
+        self.models: dict[str, RouterModel] = {}  # deployed versions loaded so far
         self.redis = redis
         self.thresholds: dict[str, float] = {}
 
-    def route(self, model: str, body: dict, tenant: str, single_answer: bool) -> Routing:
+    @property
+    def model(self) -> RouterModel | None:
+        """The global router in force."""
+        return self.deployments.serving.model if self.deployments.serving else None
+
+    def route(self, model: str, body: dict, tenant: str, single_answer: bool, hint: str | None = None) -> Routing:
         """Where the call goes; 404 for an unknown model, 400 for a malformed ``router:<t>``."""
         if not is_routed(model):
             return Routing("direct", self.pool.resolve(model))
-        if self.config is None or self.model is None:
+        serving = self.deployments.serving_for(tenant)
+        if self.config is None or serving is None:
             raise APIError(404, f"model {model!r} needs a router (the `router` config block)",
                            code="model_not_found", param="model")
         threshold = requested_threshold(model)
@@ -113,16 +167,20 @@ class Router:
             text = prompt_text(body)
         except ValueError:
             text = ""
-        decision = decide(self.model.score(text), threshold, self.config.cheap, self.config.flagship)
+        cheap, flagship = self.config.cheap, self.config.flagship
+        decision = decide(serving.model.score(text, hint), threshold, cheap, flagship, serving.version)
+        candidate = self.deployments.shadow_for(tenant)
+        shadow = (decide(candidate.model.score(text, hint), threshold, cheap, flagship, candidate.version)
+                  if candidate is not None and model != "cascade" else None)
         if model == "cascade":  # the cascade's own judgement replaces the router's
-            decision = Decision(decision.score, decision.threshold, self.config.cheap)
+            decision = Decision(decision.score, decision.threshold, cheap, decision.router)
         cascades = decision.model == self.config.cheap and (model == "cascade" or self.config.cascade.enabled)
         if not cascades or not single_answer:  # the cascade judges one answer: n > 1 is routed, not cascaded
-            return Routing("router", self.pool.resolve(decision.model), decision)
+            return Routing("router", self.pool.resolve(decision.model), decision, shadow=shadow)
         cascade = self.config.cascade
         escalation = Escalation(self.pool.resolve(self.config.flagship), self.escalation_threshold,
                                 cascade.holdback_tokens, cascade.first_byte_timeout_s, cascade.scorer)
-        return Routing("cascade", self.pool.resolve(decision.model), decision, escalation)
+        return Routing("cascade", self.pool.resolve(decision.model), decision, escalation, shadow)
 
     @property
     def escalation_threshold(self) -> float:
@@ -133,11 +191,27 @@ class Router:
         default = self.config.threshold if self.config else 0.5
         return self.thresholds.get(f"tenant:{tenant}", self.thresholds.get("global", default))
 
+    async def refresh(self) -> None:
+        """Read the live thresholds and deployments; load (off the event loop) versions not seen yet."""
+        raw = await self.redis.hgetall(THRESHOLDS_KEY)
+        self.thresholds = {as_text(k): float(v) for k, v in raw.items() if _is_number(v)}
+        if self.config is None:
+            return
+        slots = await read_slots(self.redis)
+        wanted = set(wanted_versions(slots).values())
+        missing = sorted(wanted - set(self.models))
+        for version, document in (await read_artifacts(self.redis, missing)).items():
+            try:
+                self.models[version] = await asyncio.to_thread(_parse_deployed, document)
+            except (RouterFileError, ValueError) as err:
+                throttled.warn(f"deployed router {version} not loaded: {err}", key=f"router:{version}")
+        self.models = {v: m for v, m in self.models.items() if v in wanted}
+        self.deployments = assemble(slots, self.models, self.configured)
+
     async def refresh_forever(self) -> None:
         while True:
             try:
-                raw = await self.redis.hgetall(THRESHOLDS_KEY)
-                self.thresholds = {as_text(k): float(v) for k, v in raw.items() if _is_number(v)}
+                await self.refresh()
             except (RedisError, OSError) as err:
-                throttled.warn(f"router thresholds not refreshed: {err}")  # keep the last known values
+                throttled.warn(f"router thresholds and deployments not refreshed: {err}")  # keep the last known
             await asyncio.sleep(REFRESH_S)

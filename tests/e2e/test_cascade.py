@@ -143,7 +143,7 @@ def test_escalation_outcomes_train_a_router_from_the_ledger(gateway: str, cascad
     result = subprocess.run([sys.executable, "-m", "gateway", "router", "train", "--from-ledger", "--out", str(out)],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "cascade outcomes" in result.stdout and json.loads(out.read_text())["format"] == "tollgate-router/3"
+    assert "cascade outcomes" in result.stdout and json.loads(out.read_text())["format"] == "tollgate-router/4"
 
 
 def test_collect_then_calibrate_cascade_hits_an_escalation_rate_on_held_out_prompts(gateway: str, tmp_path) -> None:

@@ -34,6 +34,17 @@ def test_auto_sends_hard_prompts_to_the_flagship_and_easy_ones_to_the_cheap_mode
     assert (hard_model, easy_model) == ("flagship", "cheap")
 
 
+def test_a_task_hint_rides_in_metadata_through_the_sdk_and_is_not_forwarded(client: openai.OpenAI) -> None:
+    """The SDK's ``metadata`` carries ``tollgate_task``; the stack's router (trained without hints)
+    scores the same, and the engine (a simulator that echoes nothing of it) answers as usual."""
+    plain = client.chat.completions.with_raw_response.create(model="auto", messages=HARD, max_tokens=3)
+    hinted = client.chat.completions.with_raw_response.create(model="auto", messages=HARD, max_tokens=3,
+                                                              metadata={"tollgate_task": "math", "team": "search"})
+    assert hinted.headers["x-tollgate-router-score"] == plain.headers["x-tollgate-router-score"]
+    assert hinted.parse().choices[0].message.content
+    assert hinted.headers["x-tollgate-router-version"] == plain.headers["x-tollgate-router-version"]
+
+
 def test_a_request_can_pick_its_own_threshold(client: openai.OpenAI) -> None:
     assert _ask(client, "router:0", EASY)[0] == "flagship"
     assert _ask(client, "router:1", HARD)[0] == "cheap"  # only a score of exactly 1 would reach the flagship

@@ -167,3 +167,82 @@ def test_threshold_changes_and_revocations_reach_every_replica_within_a_second(c
     for base in cluster:  # each replica, and through the balancer
         for _ in range(6):
             assert httpx.post(base + "/v1/chat/completions", json=body, headers=headers, timeout=30).status_code == 401
+
+
+def _versions(bases: list[str], headers: dict[str, str], calls: int = 6) -> set[str]:
+    """The router version each call was scored by, over every worker of every replica."""
+    body = {"model": "auto", "messages": [{"role": "user", "content": "prove that there are infinitely many primes"}],
+            "max_tokens": 2}
+    seen = set()
+    for base in bases:
+        for _ in range(calls):
+            response = httpx.post(base + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+            assert response.status_code == 200, response.text
+            seen.add(response.headers["x-tollgate-router-version"])
+    return seen
+
+
+def test_a_shadow_router_is_compared_promoted_and_rolled_back_on_every_replica(cluster: list[str], tmp_path: Path) -> None:
+    """`router deploy --shadow` changes no decision; `compare` sees both; `promote` and `rollback` reach
+    every worker of every replica within a second; a tenant's own router falls back to the global one."""
+    import json
+    import os
+    import sys
+
+    from router.data import Example
+    from router.train import fit
+    from tests.support.router_data import synthetic_examples
+
+    contrary = tmp_path / "contrary.json"  # a router of the opposite opinion: easy prompts to the flagship
+    fit([Example(e.text, e.strong, e.weak) for e in synthetic_examples(600)], regularization=1.0).save(contrary)
+    key = _tenant(cluster, "so-rollout", {})
+    other = _tenant(cluster, "so-rollout-other", {})
+    headers, other_headers = {"authorization": f"Bearer {key}"}, {"authorization": f"Bearer {other}"}
+    (configured,) = _versions(cluster[:1], headers, 1)
+    env = {**os.environ, "TOLLGATE_ADMIN_KEY": ADMIN_KEY}
+    tollgate = lambda base, *args: subprocess.run([sys.executable, "-m", "gateway", "router", *args, "--url", base],
+                                                  capture_output=True, text=True, timeout=60, env=env)
+    deployed = tollgate(cluster[0], "deploy", str(contrary), "--shadow", "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    candidate = json.loads(deployed.stdout)["global"]["shadow"]["version"]
+    assert candidate != configured
+    time.sleep(1.0)
+    assert _versions(cluster, headers) == {configured}  # shadowing decides nothing
+    prompts = ["hello there", "what is the capital of france", "prove that the sum of seven odd numbers is a square",
+               "write a python function that parses json and returns a tree"]
+    for prompt in prompts:
+        body = {"model": "auto", "messages": [{"role": "user", "content": prompt}], "max_tokens": 2}
+        assert httpx.post(cluster[3] + "/v1/chat/completions", json=body, headers=headers, timeout=30).status_code == 200
+    with _admin(cluster[2]) as api:
+        compared = api.get("/admin/router/compare").json()
+    live = compared["live"]
+    assert compared["shadow_version"] == candidate and compared["serving_version"] == configured
+    assert live["calls"] >= 3 * 6 + len(prompts)
+    assert live["agreement"] < 0.5  # the contrary router disagrees on most calls
+    assert live["serving"]["flagship_share"] != live["shadow"]["flagship_share"]
+    assert live["serving"]["cost_usd"] > 0 and live["shadow"]["cost_usd"] > 0
+    printed = tollgate(cluster[1], "compare")
+    assert printed.returncode == 0 and "agreement" in printed.stdout and "flagship_share" in printed.stdout, printed.stderr
+
+    assert tollgate(cluster[1], "promote").returncode == 0
+    time.sleep(1.0)
+    assert _versions(cluster, headers) == {candidate}
+    with _admin(cluster[0]) as api:
+        assert api.get("/admin/router/compare").status_code == 409  # nothing shadows any more
+    assert tollgate(cluster[2], "rollback").returncode == 0
+    time.sleep(1.0)
+    assert _versions(cluster, headers) == {configured}
+    again = tollgate(cluster[2], "rollback")
+    assert again.returncode == 1 and "nothing to roll back to" in again.stderr
+
+    # a tenant's own router: only its calls use it; rolled back, the tenant falls back to the global one
+    own = tollgate(cluster[0], "deploy", str(contrary), "--tenant", "so-rollout")
+    assert own.returncode == 0, own.stderr
+    time.sleep(1.0)
+    assert _versions(cluster, headers) == {candidate}
+    assert _versions(cluster, other_headers) == {configured}
+    assert tollgate(cluster[0], "rollback", "--tenant", "so-rollout").returncode == 0
+    time.sleep(1.0)
+    assert _versions(cluster, headers) == {configured}
+    shown = tollgate(cluster[0], "deployments")
+    assert shown.returncode == 0 and configured in shown.stdout and "shadow" not in shown.stdout

@@ -92,21 +92,45 @@ def test_calibrate_and_priced_eval_from_the_cli(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "needs --cheap-cost-usd" in bad.stderr
 
 
-def test_the_shipped_default_router_is_reproducible_from_its_dataset() -> None:
+def _default_router_data() -> list:
+    """The default router's training data: the project's dataset, then the real Arena prompts."""
     from router import dataset
     from router.data import parse_record
+    from tests.unit.test_router_real_data import DATA
+
+    arena = DATA / "arenabench_v1_gpt4turbo_vs_mixtral.jsonl"
+    if not arena.exists():
+        pytest.skip(f"the default router is trained on {arena} too (issue #16); it is not here")
+    return [parse_record(r) for r in dataset.build() + dataset.graded_records(arena)]
+
+
+def test_the_shipped_default_router_tells_easy_from_hard() -> None:
     from router.model import load
-    from router.train import data_hash, fit
 
     shipped = load(ROOT / "router" / "data" / "default-router.json")
-    examples = [parse_record(r) for r in dataset.build()]
-    assert shipped.metadata["data_sha256"] == data_hash(examples)
-    rebuilt = fit(examples)
+    assert shipped.metadata["examples"] == 6293 and shipped.metadata["cross_validated"]["folds"] == 5
+    hard = "Which product forms when the given diene undergoes a [4+2] cycloaddition with maleic anhydride at 80 C?"
+    assert shipped.score("hi there!") < 0.2 and shipped.score(hard) > 0.5
+
+
+def test_the_shipped_default_router_was_trained_on_exactly_its_documented_data() -> None:
+    from router.model import load
+    from router.train import data_hash
+
+    shipped = load(ROOT / "router" / "data" / "default-router.json")
+    assert shipped.metadata["data_sha256"] == data_hash(_default_router_data())
+
+
+@pytest.mark.slow
+def test_the_shipped_default_router_is_reproducible_from_its_data() -> None:
+    from router.model import load
+    from router.train import fit
+
+    shipped = load(ROOT / "router" / "data" / "default-router.json")
+    rebuilt = fit(_default_router_data())
     probes = ["hi there!", "prove that the sum of 7 consecutive odd numbers is a perfect square",
               "call the get_weather tool for Oslo and report the temperature"]
     assert [round(rebuilt.score(p), 4) for p in probes] == [round(shipped.score(p), 4) for p in probes]
-    hard = "Which product forms when the given diene undergoes a [4+2] cycloaddition with maleic anhydride at 80 C?"
-    assert shipped.score(probes[0]) < 0.2 and shipped.score(hard) > 0.5
 
 
 def test_the_live_curve_is_the_share_of_scores_at_or_above_each_threshold() -> None:

@@ -72,7 +72,7 @@ def test_cross_validated_router_beats_random_and_artifact_is_plain_json(tmp_path
     path = tmp_path / "router.json"
     model.save(path)
     document = json.loads(path.read_text())
-    assert document["format"] == "tollgate-router/3" and document["metadata"]["data_sha256"]
+    assert document["format"] == "tollgate-router/4" and document["metadata"]["data_sha256"]
     reloaded = load(path)
     assert [reloaded.score(e.text) for e in examples[:20]] == pytest.approx([model.score(e.text) for e in examples[:20]], abs=1e-5)
     (tmp_path / "bad.json").write_text('{"format": "pickle"}')
@@ -99,12 +99,12 @@ def test_router_cli_train_and_eval(tmp_path: Path) -> None:
 
 def test_regularization_is_chosen_by_cross_validation_on_the_training_data() -> None:
     examples = _examples(500)
-    model = fit(examples)
-    tried = model.metadata["regularization_cv_apgr"]
-    assert set(tried) == {str(c) for c in REGULARIZATION_GRID}
-    assert tried[str(model.metadata["regularization"])] == max(tried.values())
-    fixed = fit(examples, regularization=0.05)
-    assert fixed.metadata["regularization"] == 0.05 and fixed.metadata["regularization_cv_apgr"] == {}
+    model = fit(examples, embedding_scale=0.0)
+    tried = model.metadata["selection_cv_apgr"]
+    assert set(tried) == {f"C={c:g},vectors=0" for c in REGULARIZATION_GRID}
+    assert tried[f"C={model.metadata['regularization']:g},vectors=0"] == max(tried.values())
+    fixed = fit(examples, regularization=0.05, embedding_scale=0.0)
+    assert fixed.metadata["regularization"] == 0.05 and fixed.metadata["selection_cv_apgr"] == {}
     tiny = [data.Example(f"prompt {i}", 0.0, float(i < 3)) for i in range(12)]  # three wins cannot fill three folds
     assert fit(tiny).metadata["regularization"] == DEFAULT_REGULARIZATION
 

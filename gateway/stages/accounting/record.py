@@ -70,6 +70,10 @@ class CallRecord:
     cost_source: str = ""
     router_score: float | None = None
     router_threshold: float | None = None
+    router_version: str = ""  # the deployed router that scored it (router_deployments.version_of)
+    shadow_score: float | None = None  # the shadow router's score, when one was deployed
+    shadow_model: str = ""  # and the model it would have chosen (never acted on)
+    shadow_version: str = ""
     escalated: bool = False
     cascade_confidence: float | None = None
     escalation_reason: str | None = None  # low_confidence, truncated, empty, refusal, cheap_failed/_timeout/_down
