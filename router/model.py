@@ -18,7 +18,7 @@ import numpy as np
 from wire.features import STRUCTURAL, FeatureSettings
 
 from .embedding import TABLE_NAME, word_vectors
-from .features import RouterFeatures, prompt_features
+from .features import Featurized, RouterFeatures, prompt_features
 
 # 3: numbers and sentences; 4: optional word vectors and task hints (a /3 artifact is read as /4 without them)
 FORMAT = "tollgate-router/4"
@@ -46,7 +46,11 @@ class RouterModel:
 
     def score(self, text: str, hint: str | None = None) -> float:
         """P(strong wins | prompt[, task hint]), from 0 to 1."""
-        featurized = prompt_features(text, hint, self.features)
+        return self.score_featurized(prompt_features(text, hint, self.features))
+
+    def score_featurized(self, featurized: Featurized) -> float:
+        """The same from features already taken with ``self.features`` (a shadow router with the
+        same features scores the serving router's, instead of taking them again)."""
         z = self.bias + float(self.dense[featurized.columns] @ featurized.values)
         if featurized.word_rows is not None:
             vectors = word_vectors().prompt_vectors(featurized.word_rows, featurized.last_block)

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.confidence import DEFAULT_SCORER
+from router.features import prompt_features
 from router.model import RouterFileError, RouterModel, parse
 from wire.texts import prompt_text
 
@@ -168,10 +169,14 @@ class Router:
         except ValueError:
             text = ""
         cheap, flagship = self.config.cheap, self.config.flagship
-        decision = decide(serving.model.score(text, hint), threshold, cheap, flagship, serving.version)
+        features = prompt_features(text, hint, serving.model.features)
+        decision = decide(serving.model.score_featurized(features), threshold, cheap, flagship, serving.version)
         candidate = self.deployments.shadow_for(tenant)
-        shadow = (decide(candidate.model.score(text, hint), threshold, cheap, flagship, candidate.version)
-                  if candidate is not None and model != "cascade" else None)
+        shadow = None
+        if candidate is not None and model != "cascade":
+            same = candidate.model.features == serving.model.features  # then the features are taken once
+            score = (candidate.model.score_featurized(features) if same else candidate.model.score(text, hint))
+            shadow = decide(score, threshold, cheap, flagship, candidate.version)
         if model == "cascade":  # the cascade's own judgement replaces the router's
             decision = Decision(decision.score, decision.threshold, cheap, decision.router)
         cascades = decision.model == self.config.cheap and (model == "cascade" or self.config.cascade.enabled)
