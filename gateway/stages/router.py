@@ -148,11 +148,6 @@ class Router:
         self.redis = redis
         self.thresholds: dict[str, float] = {}
 
-    @property
-    def model(self) -> RouterModel | None:
-        """The global router in force."""
-        return self.deployments.serving.model if self.deployments.serving else None
-
     def route(self, model: str, body: dict, tenant: str, single_answer: bool, hint: str | None = None) -> Routing:
         """Where the call goes; 404 for an unknown model, 400 for a malformed ``router:<t>``."""
         if not is_routed(model):
