@@ -40,10 +40,6 @@ class RouterModel:
             dense[index] = value
         object.__setattr__(self, "dense", dense)
 
-    @property
-    def settings(self) -> FeatureSettings:
-        return self.features.settings
-
     def score(self, text: str, hint: str | None = None) -> float:
         """P(strong wins | prompt[, task hint]), from 0 to 1."""
         return self.score_featurized(prompt_features(text, hint, self.features))

@@ -43,8 +43,7 @@ def feature_matrix(examples: list[Example], features: RouterFeatures) -> csr_mat
     """One row per example; with ``features.hints`` the example's ``domain`` is its task hint."""
     rows, cols, values = [], [], []
     for row, example in enumerate(examples):
-        columns, numbers = feature_row(prompt_features(example.text, example.domain if features.hints else None, features),
-                                       features)
+        columns, numbers = feature_row(prompt_features(example.text, _hint(example, features), features), features)
         rows.append(np.full(len(columns), row))
         cols.append(columns)
         values.append(numbers)
@@ -53,14 +52,14 @@ def feature_matrix(examples: list[Example], features: RouterFeatures) -> csr_mat
 
 
 def _with_scale(matrix: csr_matrix, features: RouterFeatures, scale: float) -> csr_matrix:
-    """A matrix built with word vectors at scale 1, with them at ``scale`` (0: their columns dropped)."""
-    start = features.embedding_start
-    if not features.embedding_scale or scale == 1.0:
-        return matrix if scale or not features.embedding_scale else matrix[:, :start]
+    """A matrix built with ``features`` with its word-vector columns at ``scale`` instead (0: dropped)."""
+    built = features.embedding_scale
+    if not built or scale == built:
+        return matrix
     if scale == 0.0:
-        return matrix[:, :start]
+        return matrix[:, : features.embedding_start]
     column_scale = np.ones(matrix.shape[1])
-    column_scale[start:] = scale
+    column_scale[features.embedding_start :] = scale / built
     return (matrix @ diags(column_scale)).tocsr()
 
 
@@ -132,7 +131,7 @@ def choose(matrix: csr_matrix, examples: list[Example], features: RouterFeatures
 
 def _fit_matrix(matrix: csr_matrix, examples: list[Example], features: RouterFeatures,
                 regularization: float | None, embedding_scale: float | None) -> RouterModel:
-    """``matrix`` was built with ``features`` (word vectors, if any, at scale 1)."""
+    """``matrix`` was built with ``features``."""
     labels = _labels(examples)
     if labels.min() == labels.max():
         raise ValueError("the data needs prompts where the strong model wins and prompts where it does not")

@@ -127,7 +127,11 @@ def build_dataset_cmd(
 
     if add_graded is not None and not add_graded.exists():
         raise _fail(f"{add_graded} does not exist")
-    typer.echo(f"wrote {out}: {write(out, size, seed, add_graded)} prompts")
+    try:
+        written = write(out, size, seed, add_graded)
+    except (KeyError, TypeError, ValueError) as err:  # ValueError covers malformed JSON
+        raise _fail(f"{add_graded}: each line must be a JSON object with numeric \"weak\" and \"strong\" grades ({err!r})") from None
+    typer.echo(f"wrote {out}: {written} prompts")
 
 
 @router_app.command("train")

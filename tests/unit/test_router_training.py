@@ -154,3 +154,17 @@ def test_a_published_result_table_is_imported_and_evaluated(tmp_path: Path) -> N
     assert failed.returncode == 2 and "row 2" in failed.stderr
     missing = run("import", "--table", str(table), "--out", str(out), "--weak-column", "nope", "--strong-column", "big-model")
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def test_build_dataset_appends_a_graded_file_scaled_and_refuses_a_malformed_one(tmp_path: Path) -> None:
+    graded = tmp_path / "graded.jsonl"
+    graded.write_text(json.dumps({"prompt": "real prompt", "weak": 3.0, "strong": 9.0}) + "\n")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "gateway", "router", "build-dataset", *args],
+                                       capture_output=True, text=True, timeout=120)
+    built = run("--out", str(tmp_path / "d.jsonl"), "--size", "100", "--add-graded", str(graded))
+    assert built.returncode == 0, built.stderr
+    last = json.loads((tmp_path / "d.jsonl").read_text().splitlines()[-1])
+    assert (last["prompt"], last["weak"], last["strong"], last["domain"]) == ("real prompt", 0.3, 0.9, "arena")
+    graded.write_text('{"prompt": "no grades"}\n')
+    refused = run("--out", str(tmp_path / "e.jsonl"), "--add-graded", str(graded))
+    assert refused.returncode == 2 and "weak" in refused.stderr and "Traceback" not in refused.stderr
