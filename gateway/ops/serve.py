@@ -11,7 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from ..config import Settings, load_settings, read_secret_files
-from ..http.app import SETTINGS_ENV
+from ..http.app import SETTINGS_ENV, SUPERVISOR_ENV
 from ..stages.pricing import Pricing
 from .bootstrap import bootstrap, ensure_key_secret
 from .demo_stack import demo_engines
@@ -69,6 +69,7 @@ def _prepare_worker_env(settings: Settings, data_dir: Path) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # each worker leaves when this process is gone
 
 
 def _announce(settings: Settings, new_keys: list[tuple[str, str]], embedded: bool, unpriced: list[str]) -> None:

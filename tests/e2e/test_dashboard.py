@@ -225,3 +225,78 @@ def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works
 
     tenant_dom = rendered_dom(f"{gateway}/dashboard#" + urlencode({"key": dashboard_tenant}))
     assert 'data-console="none"' in tenant_dom and 'id="console" hidden' in tenant_dom
+
+
+def test_an_operator_shadows_compares_promotes_and_rolls_back_a_router_from_the_console(
+        gateway: str, tmp_path: Path) -> None:
+    """The console's router versions in headless Chromium, for one tenant's own router (the shared
+    gateway's other tenants keep the configured one): deploy a trained artifact as a shadow, see it
+    decide nothing and be compared on the tenant's calls, promote it, roll back to the global router."""
+    import json
+
+    from router.data import Example
+    from router.train import fit
+    from tests.support.cdp import browser_page
+    from tests.support.router_data import synthetic_examples
+
+    contrary = tmp_path / "contrary.json"  # easy prompts to the flagship: it disagrees with the configured router
+    fit([Example(e.text, e.strong, e.weak) for e in synthetic_examples(400)], regularization=1.0).save(contrary)
+    key = new_tenant_key(gateway, "rollout-co")
+    client = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0, timeout=30)
+    admin_headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+
+    def scored_by() -> str:
+        response = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "what is the capital of france"}], max_tokens=2)
+        return response.headers["x-tollgate-router-version"]
+
+    def row(table: str) -> str:
+        return f"document.querySelector('#{table} tr[data-scope=\"rollout-co\"]')?.textContent || ''"
+
+    configured = scored_by()
+    with browser_page() as page:
+        page.navigate(f"{gateway}/dashboard#" + urlencode({"key": ADMIN_KEY}))
+        page.wait_for("document.body.dataset.console === 'ready' && !document.getElementById('rollout').hidden")
+        assert configured in page.evaluate("document.querySelector('#rollout-versions tr[data-scope=\"global\"]').textContent")
+        page.wait_for("[...document.getElementById('rollout-tenant').options].some(o => o.value === 'rollout-co')")
+
+        def upload(name: str, text: str) -> None:
+            page.evaluate(f"""(() => {{
+                const files = new DataTransfer();
+                files.items.add(new File([{json.dumps(text)}], {json.dumps(name)}, {{ type: 'application/json' }}));
+                document.getElementById('rollout-file').files = files.files;
+                document.getElementById('rollout-tenant').value = 'rollout-co';
+                document.getElementById('rollout-shadow').checked = true;
+                document.getElementById('rollout-form').requestSubmit(); }})()""")
+
+        # what is not a router is refused, and said in the page
+        upload("notes.json", "not json")
+        page.wait_for("document.getElementById('console-status').textContent.includes('not a router artifact')")
+        upload("other.json", json.dumps({"format": "something-else"}))
+        page.wait_for("document.getElementById('console-status').className === 'error' && "
+                      "document.getElementById('console-status').textContent.includes('failed')")
+
+        upload("contrary.json", contrary.read_text())
+        shown = page.wait_for(f"({row('rollout-versions')}).includes('since') && {row('rollout-versions')}")
+        state = httpx.get(gateway + "/admin/router/deployments", headers=admin_headers).json()
+        candidate = state["tenants"]["rollout-co"]["shadow"]["version"]
+        assert candidate != configured and candidate in shown and "the global router" in shown
+        assert page.wait_for(row("rollout-compare")).startswith("tenant rollout-co0")  # no call scored yet
+
+        assert {scored_by() for _ in range(4)} == {configured}  # a shadow decides nothing
+        page.evaluate("document.getElementById('rollout-refresh').click()")
+        compared = page.wait_for(f"({row('rollout-compare')}).startsWith('tenant rollout-co4') && {row('rollout-compare')}")
+        api = httpx.get(gateway + "/admin/router/compare", params={"tenant": "rollout-co"}, headers=admin_headers).json()
+        live = api["live"]
+        assert live["calls"] == 4 and f"{100 * live['agreement']:.1f}%" in compared
+        assert f"{100 * live['serving']['flagship_share']:.1f}% → {100 * live['shadow']['flagship_share']:.1f}%" in compared
+
+        page.evaluate("document.querySelector('#rollout-versions tr[data-scope=\"rollout-co\"] button.quiet').click()")
+        page.wait_for(f"({row('rollout-versions')}).startsWith('tenant rollout-co{candidate}')")
+        assert scored_by() == candidate  # promoted: this tenant's calls are scored by it at once
+        assert httpx.get(gateway + "/admin/router/deployments", headers=admin_headers).json()["global"]["shadow"] is None
+
+        page.evaluate("""const back = document.querySelector('#rollout-versions tr[data-scope="rollout-co"] button.danger');
+                         back.click(); back.click()""")  # a rollback asks twice
+        page.wait_for(f"!({row('rollout-versions')})")  # no router of its own: the global one serves it
+        assert scored_by() == configured

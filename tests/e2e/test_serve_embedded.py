@@ -149,3 +149,36 @@ def test_several_workers_share_keys_and_sum_metrics(tmp_path: Path, sims: dict[s
         stop(process)
     log = next(tmp_path.glob("gateway-*.log")).read_text()
     assert log.count("Started server process") == 2
+
+
+def test_a_gateway_killed_outright_leaves_no_valkey_or_worker_behind(tmp_path: Path) -> None:
+    """SIGKILL runs no exit code: the workers notice their supervisor is gone and stop gracefully,
+    the guard stops Valkey (flushing its AOF); the port is free and the next start keeps the data."""
+    port = free_port()
+    process, lines = serve_demo(tmp_path, port, "--workers", "2")
+    keys = printed_keys(lines + [process.stdout.readline(), process.stdout.readline()])
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=keys["tenant key"], max_retries=0, timeout=10)
+    assert client.models.list().data
+    folder = tmp_path / ".tollgate"
+    assert _processes_under(folder), "the embedded Valkey runs in its data folder"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and (_processes_under(folder) or _answers(port)):
+        time.sleep(0.25)
+    assert not _processes_under(folder), "the guard stops the embedded Valkey"
+    assert not _answers(port), "the workers stop with their supervisor"
+    assert "Removing the pid file" in (folder / "valkey" / "valkey.log").read_text()  # a graceful stop
+    process, lines = serve_demo(tmp_path, port)
+    try:
+        assert not printed_keys(lines), "the same data: no new keys"
+        assert client.models.list().data, "the tenant key made before the kill still works"
+    finally:
+        stop(process)
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from router.evaluate import apgr, cpt, evaluate
 from router.model import RouterFileError, load
 from router.train import DEFAULT_REGULARIZATION, REGULARIZATION_GRID, cross_validated_scores, fit
 from tests.support.router_data import synthetic_examples as _examples
-from wire.features import STRUCTURAL, structural, tokens_of
+from wire.features import STRUCTURAL, structural, tokens_of, word_hashes
 
 
 def test_both_formats_and_messages_are_read() -> None:
@@ -117,6 +118,15 @@ def test_word_problem_steps_show_in_numbers_and_sentences() -> None:
     few, many = (structural(text, tokens_of(text), len(text)) for text in (short, long))
     assert many[index["numbers"]] > few[index["numbers"]] > 0
     assert many[index["sentences"]] > few[index["sentences"]] > 0
+
+
+def test_word_hashes_are_crc32_whether_memoized_or_not() -> None:
+    """A saved router scores the same in every process: memoized words, new words and numbers (never
+    memoized) all hash to their CRC32, on the first call and the second."""
+    tokens = tokens_of("the café costs 1234 dollars, the zqxjv-unseen word costs 1234 too " + str(random.random()))
+    for _ in range(2):
+        assert word_hashes(tokens).tolist() == [zlib.crc32(token.encode()) for token in tokens]
+    assert word_hashes([]).size == 0
 
 
 def test_an_artifact_with_other_structural_features_is_refused(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 // Tollgate console: for admin keys, the admin API as a page (tenants, keys, limits and budgets,
-// router thresholds, moderation). It holds no state of its own: every action is one admin API
+// router thresholds and versions, moderation). It holds no state of its own: every action is one admin API
 // call with the key typed above, and every table is read back from the API after a change. A new
 // key's secret is shown once, in the page only; nothing is stored in the browser but the admin key
 // (session storage, as the cost report does).
@@ -16,7 +16,9 @@
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const payload = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error((payload.error && payload.error.message) || `HTTP ${response.status}`);
+    if (!response.ok) {
+      throw Object.assign(new Error((payload.error && payload.error.message) || `HTTP ${response.status}`), { status: response.status });
+    }
     return payload;
   }
 
@@ -92,6 +94,7 @@
     for (const id of ["new-key-tenant", "limits-tenant", "moderation-tenant"]) fillSelect($(id), active, []);
     const global = Object.assign(document.createElement("option"), { value: "", textContent: "(global)" });
     fillSelect($("router-tenant"), active, [global]);
+    fillSelect($("rollout-tenant"), active, [global.cloneNode(true)]);
   }
 
   function renderKeys(keys) {
@@ -207,6 +210,96 @@
       : "moderation is off in this gateway's config";
   }
 
+  // Router versions: which router serves and which shadows, globally and per tenant, what a rollback
+  // returns to, and the shadow against the serving router (the CLI's `router deployments` and
+  // `router compare`). Hidden when the gateway has no router.
+  const percent = (v) => (v === null || v === undefined ? "-" : `${(100 * v).toFixed(1)}%`);
+  const versionText = (shown) => [shown.version, shown.trained_at && "trained " + shown.trained_at.slice(0, 16).replace("T", " "),
+                                  shown.examples && `${shown.examples} examples`].filter(Boolean).join(" · ");
+
+  const COMPARED = { per_tenant: 5000, labels: 2000 };  // read on every refresh: less than the CLI's defaults
+
+  function scopesOf(state) {
+    return [["", "global", state.global], ...Object.entries(state.tenants).map(([tenant, scope]) => [tenant, `tenant ${tenant}`, scope])];
+  }
+
+  function renderVersions(state) {
+    const configured = state.configured && state.configured.version;
+    const rows = scopesOf(state).map(([tenant, name, scope]) => {
+      const tr = document.createElement("tr");
+      tr.dataset.scope = tenant || "global";
+      const fallback = tenant ? "the global router" : "the configured router";
+      const serving = scope.serving
+        ? versionText(scope.serving) + (!tenant && scope.serving.version === configured ? " (configured)" : "") : fallback;
+      const back = scope.history.length ? (scope.history[0] || fallback) : "-";
+      tr.append(cell(name), cell(serving), cell(scope.shadow ? `${versionText(scope.shadow)} · since ${when(scope.shadow_since)}` : "-"),
+                cell(back));
+      const actions = document.createElement("td");
+      const body = tenant ? { tenant } : {};
+      if (scope.shadow) {
+        actions.append(button("Promote", "quiet", () => act(`shadow promoted (${name})`, () => api("POST", "/admin/router/promote", body))),
+                       " ", confirmed("Discard", () => act(`shadow discarded (${name})`, () => api("POST", "/admin/router/discard", body))));
+      }
+      if (scope.history.length) {
+        actions.append(" ", confirmed("Roll back", () => act(`rolled back (${name})`, () => api("POST", "/admin/router/rollback", body))));
+      }
+      tr.append(actions);
+      return tr;
+    });
+    headed($("rollout-versions"), ["Scope", "Serving", "Shadow", "Rollback returns to", ""], rows);
+  }
+
+  async function renderComparisons(state) {
+    const shadowed = scopesOf(state).filter(([, , scope]) => scope.shadow);
+    const results = await Promise.all(shadowed.map(([tenant]) => api("GET", "/admin/router/compare?" + new URLSearchParams({ ...COMPARED, ...(tenant ? { tenant } : {}) }))
+      .catch((error) => ({ error: error.message }))));
+    const both = (a, b, show) => `${show(a)} → ${show(b)}`;
+    const notes = [];
+    const rows = shadowed.map(([tenant, name], i) => {
+      const tr = document.createElement("tr");
+      tr.dataset.scope = tenant || "global";
+      const result = results[i];
+      if (result.error) {
+        tr.append(cell(name), cell(result.error));
+        return tr;
+      }
+      const live = result.live;
+      const labels = result.cascade_labels;
+      const apgr = (role) => (labels[role] ? labels[role].apgr.toFixed(3) : "-");
+      const cpt = (role) => (labels[role] ? `${labels[role].cpt50.toFixed(1)}%` : "-");
+      tr.append(cell(name), cell(String(live.calls)), cell(percent(live.agreement)));
+      if (live.calls) {
+        tr.append(cell(both(live.serving.flagship_share, live.shadow.flagship_share, percent)),
+                  cell(both(live.serving.cost_usd, live.shadow.cost_usd, usd)));
+        if (live.shadow.estimated_calls) notes.push(`${name}: ${live.shadow.estimated_calls} calls the shadow would keep on ${result.cheap} are priced at its mean cost per token`);
+      } else {
+        tr.append(cell("-"), cell("-"));
+        notes.push(`${name}: no call scored by the shadow yet (it scores model="auto" and router:<t> calls)`);
+      }
+      tr.append(cell(`${labels.labels} (${labels.escalated} escalated)`), cell(`${apgr("serving")} → ${apgr("shadow")}`),
+                cell(`${cpt("serving")} → ${cpt("shadow")}`));
+      if (!labels.serving) notes.push(`${name}: APGR needs cascade labels with both outcomes, kept and escalated`);
+      return tr;
+    });
+    headed($("rollout-compare"), ["Scope", "Shadowed calls", "Agreement", "To the flagship (serving → shadow)",
+                                  "Cost (serving → shadow)", "Cascade labels", "APGR", "CPT(50%)"], rows);
+    $("rollout-note").textContent = shadowed.length ? notes.join("; ") : "No router is shadowing: deploy one as a shadow to compare it.";
+  }
+
+  async function loadRollout() {
+    let state;
+    try {
+      state = await api("GET", "/admin/router/deployments");
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      $("rollout").hidden = true;  // no router in this gateway's config
+      return;
+    }
+    $("rollout").hidden = false;
+    renderVersions(state);
+    await renderComparisons(state);
+  }
+
   async function refresh() {
     const period = { from: $("from").value, to: $("to").value, group_by: "tenant" };
     const [tenants, keys, spend, models, thresholds, curve] = await Promise.all([
@@ -217,7 +310,7 @@
     renderModels(models.data.map((m) => m.id));
     renderThresholds(thresholds);
     renderCurve(curve, thresholds);
-    await Promise.all([loadLimits(), loadModeration()]);
+    await Promise.all([loadLimits(), loadModeration(), loadRollout()]);
   }
 
   function number(id) {
@@ -262,6 +355,25 @@
       const body = tenant ? { tenants: { [tenant]: null } } : { threshold: null, escalation: null };
       act("router overrides cleared", () => api("PUT", "/admin/router/thresholds", body));
     });
+    $("rollout-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const file = $("rollout-file").files[0];
+      const tenant = $("rollout-tenant").value;
+      const shadow = $("rollout-shadow").checked;
+      let artifact;
+      try {
+        artifact = JSON.parse(await file.text());
+      } catch (error) {
+        say(`${file.name} is not a router artifact (JSON): ${error.message}`, true);
+        return;
+      }
+      const body = { artifact, shadow, ...(tenant ? { tenant } : {}) };
+      await act(`${file.name} ${shadow ? "shadows" : "serves"} (${tenant ? "tenant " + tenant : "global"})`,
+                () => api("POST", "/admin/router/deploy", body));
+      $("rollout-file").value = "";
+    });
+    $("rollout-refresh").addEventListener("click", () => loadRollout().then(() => say("router versions read again"),
+                                                                          (e) => say(e.message, true)));
     $("moderation-tenant").addEventListener("change", () => loadModeration().catch((e) => say(e.message, true)));
     $("moderation-form").addEventListener("submit", (event) => {
       event.preventDefault();
