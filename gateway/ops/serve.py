@@ -64,6 +64,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _prepare_worker_env(settings: Settings, data_dir: Path) -> None:
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
     os.environ[HEADER_TIMEOUT_ENV] = str(settings.server.header_timeout_s)
+    os.environ.pop(SUPERVISOR_ENV, None)  # one worker is this process itself: nothing to watch
     if settings.server.workers > 1:
         metrics_dir = data_dir / f"prometheus-{settings.server.port}"
         shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -193,15 +193,32 @@ def test_an_operator_runs_the_gateway_from_the_console_and_the_key_it_made_works
         page.evaluate("document.getElementById('router-clear').click()")  # the tenant still chosen: its override goes
         page.wait_for("!document.getElementById('router-thresholds').textContent.includes('threshold for console-co')")
         assert "console-co" not in httpx.get(gateway + "/admin/router/thresholds", headers=admin_headers).json()["tenants"]
-        page.evaluate("""document.getElementById('moderation-tenant').value = 'console-co';
-                         document.getElementById('moderation-overrides').value = '{"input": {"pii": "redact"}}';
+        page.evaluate("""const tenant = document.getElementById('moderation-tenant');
+                         tenant.value = 'console-co'; tenant.dispatchEvent(new Event('change'))""")
+        page.wait_for("!!document.getElementById('moderation-input-pii')")
+        page.evaluate("""document.getElementById('moderation-input-pii').value = 'redact';
+                         document.getElementById('moderation-output-secret').value = 'block';
+                         document.getElementById('moderation-deny').value = 'project falcon\\n\\nnightshade';
+                         document.getElementById('moderation-patterns').value = 'order-id: ORD-[0-9]{8}';
+                         document.getElementById('moderation-injection').value = '0.7';
                          document.getElementById('moderation-form').requestSubmit()""")
         page.wait_for("document.getElementById('console-status').textContent.includes('moderation policy of console-co saved')")
         policy = httpx.get(gateway + "/admin/tenants/console-co/moderation", headers=admin_headers).json()
-        assert policy["overrides"] == {"input": {"pii": "redact"}}
-        page.evaluate("""document.getElementById('moderation-overrides').value = '{not json';
+        assert policy["overrides"] == {"input": {"pii": "redact"}, "output": {"secret": "block"},
+                                       "deny_list": ["project falcon", "nightshade"],
+                                       "patterns": [{"name": "order-id", "pattern": "ORD-[0-9]{8}"}], "injection_threshold": 0.7}
+        # read back into the form: what is saved is what it shows, with the policy in force beside it
+        page.wait_for("document.getElementById('moderation-input-pii').value === 'redact' && "
+                      "document.getElementById('moderation-effective').textContent.includes('order-id')")
+        assert "redact / " in page.evaluate("document.getElementById('moderation-actions').textContent")
+        page.evaluate("""document.getElementById('moderation-patterns').value = 'no name here';
                          document.getElementById('moderation-form').requestSubmit()""")
         page.wait_for("document.getElementById('console-status').className === 'error'")  # said in the page, nothing sent
+        page.evaluate("""document.getElementById('moderation-patterns').value = 'bad: (a+)+';
+                         document.getElementById('moderation-form').requestSubmit()""")
+        page.wait_for("document.getElementById('console-status').textContent.includes('nests quantifiers')")  # the gateway's 400
+        assert httpx.get(gateway + "/admin/tenants/console-co/moderation", headers=admin_headers).json()["overrides"] == \
+            policy["overrides"]
 
         # rotate: a new secret for the same key, shown once; the old one keeps working for the overlap
         page.evaluate(f"""document.querySelector('#console-keys tr[data-key="{key_id}"] button.quiet').click()""")

@@ -200,14 +200,64 @@
       `${show(e.daily_usd)} USD/day, ${show(e.monthly_usd)} USD/month`;
   }
 
+  // Moderation: an action per category for prompts and for answers ("default": no override), the
+  // tenant's deny list and patterns, and the injection threshold; the policy in force beside them.
+  const CATEGORIES = ["pii", "secret", "injection", "custom", "classifier", "external"];
+  const ACTIONS = ["allow", "flag", "redact", "block"];
+
+  function actionSelect(id, chosen) {
+    const select = Object.assign(document.createElement("select"), { id });
+    select.append(...["", ...ACTIONS].map((a) => Object.assign(document.createElement("option"), { value: a, textContent: a || "default" })));
+    select.value = chosen || "";
+    return select;
+  }
+
   async function loadModeration() {
     const tenant = $("moderation-tenant").value;
     if (!tenant) return;
     const policy = await api("GET", `/admin/tenants/${tenant}/moderation`);
-    $("moderation-overrides").value = JSON.stringify(policy.overrides, null, 2);
-    $("moderation-effective").textContent = policy.effective
-      ? `in force: input ${JSON.stringify(policy.effective.input)}, output ${JSON.stringify(policy.effective.output)}`
+    const overrides = policy.overrides;
+    const effective = policy.effective;
+    const rows = CATEGORIES.map((category) => {
+      const tr = document.createElement("tr");
+      const inForce = effective ? `${effective.input[category]} / ${effective.output[category]}` : "-";
+      const select = (direction) => {
+        const td = document.createElement("td");
+        td.append(actionSelect(`moderation-${direction}-${category}`, (overrides[direction] || {})[category]));
+        return td;
+      };
+      tr.append(cell(category), select("input"), select("output"), cell(inForce));
+      return tr;
+    });
+    headed($("moderation-actions"), ["Category", "Prompts", "Answers", "In force (prompts / answers)"], rows);
+    $("moderation-deny").value = (overrides.deny_list || []).join("\n");
+    $("moderation-patterns").value = (overrides.patterns || []).map((p) => `${p.name || "custom"}: ${p.pattern}`).join("\n");
+    $("moderation-injection").value = overrides.injection_threshold ?? "";
+    $("moderation-effective").textContent = effective
+      ? `in force: injection threshold ${effective.injection_threshold}; ${effective.deny_list.length} denied words; ` +
+        `patterns: ${effective.patterns.join(", ") || "none"}`
       : "moderation is off in this gateway's config";
+  }
+
+  // The overrides the form describes; a pattern line without "name:" is refused here, before anything is sent.
+  function moderationOverrides() {
+    const overrides = {};
+    for (const direction of ["input", "output"]) {
+      const chosen = Object.fromEntries(CATEGORIES.map((c) => [c, $(`moderation-${direction}-${c}`).value]).filter(([, a]) => a));
+      if (Object.keys(chosen).length) overrides[direction] = chosen;
+    }
+    const lines = (id) => $(id).value.split("\n").map((line) => line.trim()).filter(Boolean);
+    const deny = lines("moderation-deny");
+    if (deny.length) overrides.deny_list = deny;
+    const patterns = lines("moderation-patterns").map((line, i) => {
+      const colon = line.indexOf(":");
+      if (colon < 1) throw new Error(`pattern line ${i + 1} needs a name first: "name: regular expression"`);
+      return { name: line.slice(0, colon).trim(), pattern: line.slice(colon + 1).trim() };
+    });
+    if (patterns.length) overrides.patterns = patterns;
+    const threshold = number("moderation-injection");
+    if (threshold !== null) overrides.injection_threshold = threshold;
+    return overrides;
   }
 
   // Router versions: which router serves and which shadows, globally and per tenant, what a rollback
@@ -380,9 +430,9 @@
       const tenant = $("moderation-tenant").value;
       let body;
       try {
-        body = JSON.parse($("moderation-overrides").value || "{}");
+        body = moderationOverrides();
       } catch (error) {
-        say(`the policy is not JSON: ${error.message}`, true);
+        say(error.message, true);
         return;
       }
       act(`moderation policy of ${tenant} saved`, () => api("PUT", `/admin/tenants/${tenant}/moderation`, body));
