@@ -234,7 +234,7 @@
     $("moderation-patterns").value = (overrides.patterns || []).map((p) => `${p.name || "custom"}: ${p.pattern}`).join("\n");
     $("moderation-injection").value = overrides.injection_threshold ?? "";
     $("moderation-effective").textContent = effective
-      ? `in force: injection threshold ${effective.injection_threshold}; ${effective.deny_list.length} denied words; ` +
+      ? `in force: injection threshold ${effective.injection_threshold}; deny list: ${effective.deny_list.length} entries; ` +
         `patterns: ${effective.patterns.join(", ") || "none"}`
       : "moderation is off in this gateway's config";
   }
