@@ -3,9 +3,10 @@ tenants' moderation overrides. The CLI wraps it."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -262,8 +263,6 @@ async def router_curve(request: Request, per_tenant: int = Query(2000, ge=10, le
     whose confidence falls below it (they would escalate). The console draws both beside the
     thresholds in force."""
     gateway = await admin_gateway(request)
-    scores: list[float] = []
-    confidences: list[float] = []
     try:
         tenants = await gateway.store.tenant_ids()
         async with gateway.redis.pipeline(transaction=False) as pipe:
@@ -272,6 +271,18 @@ async def router_curve(request: Request, per_tenant: int = Query(2000, ge=10, le
             replies = await pipe.execute()
     except (RedisError, OSError):
         raise APIError(503, "ledger unavailable, try again", code="store_unavailable") from None
+    # thousands of records per tenant: parsed off the event loop, which goes on serving calls
+    scores, confidences = await asyncio.to_thread(_scores_and_confidences, replies)
+    grid = [round(i / 20, 2) for i in range(21)]
+    escalating = [1 - share for share in share_at_or_above(confidences, grid)] if confidences else [0.0] * len(grid)
+    return {"routed_calls": len(scores), "cascade_calls": len(confidences), "thresholds": grid,
+            "flagship_share": share_at_or_above(scores, grid), "escalation_share": escalating}
+
+
+def _scores_and_confidences(replies: list[Any]) -> tuple[list[float], list[float]]:
+    """Router scores of routed calls, and the cascade's confidences, from ledger stream entries."""
+    scores: list[float] = []
+    confidences: list[float] = []
     for entries in replies:
         for _, fields in entries:
             record = orjson.loads(fields[b"r"])
@@ -279,10 +290,7 @@ async def router_curve(request: Request, per_tenant: int = Query(2000, ge=10, le
                 scores.append(float(record["router_score"]))
             if record.get("route") == "cascade" and isinstance(record.get("cascade_confidence"), (int, float)):
                 confidences.append(float(record["cascade_confidence"]))
-    grid = [round(i / 20, 2) for i in range(21)]
-    escalating = [1 - share for share in share_at_or_above(confidences, grid)] if confidences else [0.0] * len(grid)
-    return {"routed_calls": len(scores), "cascade_calls": len(confidences), "thresholds": grid,
-            "flagship_share": share_at_or_above(scores, grid), "escalation_share": escalating}
+    return scores, confidences
 
 
 @router.get("/router/labels")

@@ -4,6 +4,7 @@ compare them on live traffic, promote it, roll back; globally or for one tenant.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -152,12 +153,18 @@ async def compare(request: Request, tenant: str | None = Query(None, max_length=
         kept = (await gateway.labels.read(None, labels, newest=True))[0] if gateway.labels and labels else []
     except (RedisError, OSError):
         raise APIError(503, "ledger unavailable, try again", code="store_unavailable") from None
-    records = shadowed((orjson.loads(fields[b"r"]) for entries in replies for _, fields in entries), shadow.version)
     if tenant:
         kept = [label for label in kept if label.get("tenant") == tenant]
     config = gateway.settings.router
     assert config is not None
+    cheap, flagship = config.cheap, config.flagship
+
+    def measure() -> dict[str, Any]:
+        records = shadowed((orjson.loads(fields[b"r"]) for entries in replies for _, fields in entries), shadow.version)
+        return {"live": projected(records, cheap, flagship), "cascade_labels": on_labels(kept, serving.model, shadow.model)}
+
+    # Parsing tens of thousands of records and scoring thousands of labels with two routers takes
+    # CPU seconds: in a thread, this worker's event loop goes on serving calls meanwhile.
+    measured = await asyncio.to_thread(measure)
     return {"scope": scope_of(tenant), "serving_version": serving.version, "shadow_version": shadow.version,
-            "cheap": config.cheap, "flagship": config.flagship,
-            "live": projected(records, config.cheap, config.flagship),
-            "cascade_labels": on_labels(kept, serving.model, shadow.model)}
+            "cheap": cheap, "flagship": flagship, **measured}
