@@ -2,7 +2,7 @@
 (tests/support/fakes.py), N requests with tracing off, then on (spans batched for export, the
 exporter a no-op), alternating, medians of per-request wall time.
 
-    python bench/tracing_cost.py [--requests 2000] [--rounds 5]
+    python bench/tracing_cost.py [--requests 2000] [--rounds 5] [--sample-ratio 1.0]
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ class Discard(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def per_request_us(traced: bool, requests: int) -> float:
-    tracing = Tracing(TracingConfig(enabled=True), Discard(), batch=True) if traced else None  # batched, as deployed
+def per_request_us(traced: bool, requests: int, sample_ratio: float = 1.0) -> float:
+    tracing = (Tracing(TracingConfig(enabled=True, sample_ratio=sample_ratio), Discard(), batch=True)  # batched, as deployed
+               if traced else None)
     h = harness(tracing=tracing, moderation=True)
 
     async def run() -> float:
@@ -55,11 +56,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sample-ratio", type=float, default=1.0, help="tracing.sample_ratio of the traced runs")
     args = parser.parse_args()
     off, on = [], []
     for _ in range(args.rounds):
         off.append(per_request_us(False, args.requests))
-        on.append(per_request_us(True, args.requests))
+        on.append(per_request_us(True, args.requests, args.sample_ratio))
     print(f"tracing off: {statistics.median(off):.1f} us/request (range {min(off):.1f}-{max(off):.1f})")
     print(f"tracing on:  {statistics.median(on):.1f} us/request (range {min(on):.1f}-{max(on):.1f})")
     print(f"added by tracing: {statistics.median(on) - statistics.median(off):+.1f} us/request")

@@ -63,7 +63,10 @@ class Tracing:
         ns = lambda t: int((t + offset) * 1e9)  # noqa: E731
         operation = OPERATIONS.get(arrival.endpoint, arrival.endpoint.strip("/"))
         root = self.tracer.start_span(f"{operation} {record.requested_model}"[:120], kind=self._kind.SERVER,
-                                      start_time=ns(arrival.started), attributes=_request_attributes(record, operation))
+                                      start_time=ns(arrival.started))
+        if not root.is_recording():  # not sampled: nor would its children be; build none of it
+            return
+        root.set_attributes(_request_attributes(record, operation))
         if record.status >= 500:
             root.set_status(self._status(self._code.ERROR, record.error_code or str(record.status)))
         context = self._in_context(root)
