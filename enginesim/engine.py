@@ -1,22 +1,24 @@
-"""A continuous-batching engine in miniature: queue, running batch, KV capacity, prefix cache.
+"""A continuous-batching engine in miniature: vLLM's scheduling on a real clock, a prefix cache.
 
-Like vLLM's scheduler it admits waiting sequences while the batch has room (sequence slots and
-KV-cache tokens), prefills them within the running batch's step (chunked prefill), then advances
-every running sequence by one token per step.
-A step's duration comes from a timing model (the pricing package's roofline model for the
-presets), so time to first token grows with prompt length and queueing, and inter-token time
-grows with the running batch. ``time_scale`` shrinks all
-sleeps for tests (0 means no sleeping at all, just yielding to the event loop).
+The scheduling is the pricing package's (``pricing.serving.Scheduler``): each step spends a token
+budget (``max_num_batched_tokens``), one token for every decoding sequence and the rest on prompt
+chunks, so a long prompt is prefilled over several steps while the batch goes on decoding; a
+request is admitted while there are slots, budget and KV room for its prompt; KV is taken as
+sequences grow, and the newest is preempted (recomputed later) when it runs out. ``pricing
+estimate`` runs the same steps on a virtual clock. A step's duration comes from a timing model
+(the pricing package's roofline model for the presets), so time to first token grows with
+prompt length and queueing, and inter-token time grows with the running batch. ``time_scale``
+shrinks all sleeps for tests (0 means no sleeping at all, just yielding to the event loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from pricing.serving import TimingModel, step_seconds
+from pricing.serving import DEFAULT_MAX_BATCHED_TOKENS, ScheduledRequest, Scheduler, TimingModel
 
 from .textgen import Plan, TokenOut
 
@@ -90,17 +92,21 @@ class Sequence:
     plan: Plan
     cache_salt: str = ""
     out: asyncio.Queue[TokenOut | None] = field(default_factory=asyncio.Queue)
-    cached_tokens: int = 0
-    emitted: int = 0
+    cached_tokens: int = 0  # prompt tokens the prefix cache held when it was first admitted
+    admitted: bool = False
     aborted: bool = False
+    scheduled: ScheduledRequest = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scheduled = ScheduledRequest(0.0, len(self.prompt), len(self.plan.tokens), owner=self)
 
     @property
-    def context(self) -> int:
-        return len(self.prompt) + self.emitted
+    def emitted(self) -> int:
+        return min(self.scheduled.emitted, len(self.plan.tokens))
 
     @property
     def done(self) -> bool:
-        return self.aborted or self.emitted >= len(self.plan.tokens)
+        return self.aborted or self.scheduled.finished >= 0
 
 
 class Engine:
@@ -109,6 +115,7 @@ class Engine:
         timing: TimingModel,
         *,
         max_num_seqs: int = 64,
+        max_num_batched_tokens: int = DEFAULT_MAX_BATCHED_TOKENS,
         kv_capacity_tokens: int = 200_000,
         block_size: int = 16,
         time_scale: float = 1.0,
@@ -119,8 +126,8 @@ class Engine:
         self.time_scale = time_scale
         self._step_due = 0.0  # when the current step ends, on the loop's clock (0: idle)
         self.prefix_cache = PrefixCache(block_size, kv_capacity_tokens // block_size)
-        self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []
+        self.scheduler = Scheduler(timing, kv_capacity_tokens, max_num_seqs, max_num_batched_tokens,
+                                   on_admit=self._admitted)
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.prefix_queries_total = 0
@@ -138,66 +145,57 @@ class Engine:
 
     def submit(self, prompt: list[int], plan: Plan, cache_salt: str = "") -> Sequence:
         sequence = Sequence(prompt=prompt, plan=plan, cache_salt=cache_salt)
-        self.waiting.append(sequence)
+        self.scheduler.waiting.append(sequence.scheduled)
         self._wake.set()
         return sequence
 
     def abort(self, sequence: Sequence) -> None:
-        """The client went away: free the slot at the next step."""
+        """The client went away: its slot and KV are free for the next step."""
         sequence.aborted = True
-        if sequence in self.waiting:
-            self.waiting.remove(sequence)
+        self.scheduler.drop(sequence.scheduled)
+
+    @property
+    def running(self) -> list[Sequence]:
+        return [r.owner for r in self.scheduler.running]
+
+    @property
+    def waiting(self) -> list[Sequence]:
+        return [r.owner for r in self.scheduler.waiting]
 
     @property
     def kv_usage(self) -> float:
-        used = sum(s.context for s in self.running)
-        return min(used / self.kv_capacity_tokens, 1.0)
+        return min(self.scheduler.used / self.kv_capacity_tokens, 1.0)
+
+    def _admitted(self, request: ScheduledRequest) -> int:
+        """Prompt tokens the prefix cache already holds (the last one is always computed again)."""
+        sequence: Sequence = request.owner
+        cached = self.prefix_cache.lookup_and_insert(sequence.prompt, sequence.cache_salt)
+        self.prefix_queries_total += len(sequence.prompt)
+        self.prefix_hits_total += cached
+        if not sequence.admitted:  # counted once, not again when a preempted sequence comes back
+            sequence.admitted = True
+            sequence.cached_tokens = cached
+            self.prompt_tokens_total += len(sequence.prompt)
+        return cached
 
     async def _run(self) -> None:
+        scheduler = self.scheduler
         while True:
-            if not self.running and not self.waiting:
+            if not scheduler.running and not scheduler.waiting:
                 self._wake.clear()
                 await self._wake.wait()
                 self._step_due = 0.0
                 continue
-            admitted = self._admit()
-            decoding = [s for s in self.running if s not in admitted]
-            await self._sleep(self._step_seconds(admitted, decoding))
-            for sequence in self.running:
-                self._emit(sequence)
-            self.running = [s for s in self.running if not s.done]
-
-    def _admit(self) -> list[Sequence]:
-        admitted: list[Sequence] = []
-        used = sum(s.context for s in self.running)
-        while self.waiting and len(self.running) < self.max_num_seqs:
-            candidate = self.waiting[0]
-            need = len(candidate.prompt) + len(candidate.plan.tokens)
-            if self.running and used + need > self.kv_capacity_tokens:
-                break
-            self.waiting.popleft()
-            candidate.cached_tokens = self.prefix_cache.lookup_and_insert(candidate.prompt, candidate.cache_salt)
-            self.prompt_tokens_total += len(candidate.prompt)
-            self.prefix_queries_total += len(candidate.prompt)
-            self.prefix_hits_total += candidate.cached_tokens
-            used += need
-            admitted.append(candidate)
-            self.running.append(candidate)
-        return admitted
-
-    def _step_seconds(self, admitted: list[Sequence], decoding: list[Sequence]) -> float:
-        prefills = [(len(s.prompt) - s.cached_tokens, s.cached_tokens) for s in admitted]
-        return step_seconds(self.timing, prefills, len(decoding), sum(s.context for s in decoding))
-
-    def _emit(self, sequence: Sequence) -> None:
-        if sequence.aborted:
-            return
-        if sequence.emitted < len(sequence.plan.tokens):
-            sequence.out.put_nowait(sequence.plan.tokens[sequence.emitted])
-            sequence.emitted += 1
-            self.generation_tokens_total += 1
-        if sequence.emitted >= len(sequence.plan.tokens):
-            sequence.out.put_nowait(None)
+            plan = scheduler.plan_step()
+            await self._sleep(plan.seconds)
+            emitted, finished = scheduler.finish_step(plan)
+            for request in emitted:
+                sequence: Sequence = request.owner
+                if request.emitted <= len(sequence.plan.tokens):  # a plan of no tokens still takes a step
+                    sequence.out.put_nowait(sequence.plan.tokens[request.emitted - 1])
+                    self.generation_tokens_total += 1
+            for request in finished:
+                request.owner.out.put_nowait(None)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until the step's due time: steps follow each other on the model's clock, so the

@@ -57,6 +57,8 @@ def parser(prog: str = "enginesim") -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_at_least(0, int), default=8001)
     p.add_argument("--max-num-seqs", type=_at_least(1, int), default=256, help="Most sequences decoded together (vLLM --max-num-seqs).")
+    p.add_argument("--max-num-batched-tokens", type=_at_least(1, int), default=8192,
+                   help="Token budget of one step, decodes and prompt chunks together (vLLM --max-num-batched-tokens).")
     p.add_argument("--kv-capacity-tokens", type=_at_least(1, int), default=None, help="KV-cache capacity in tokens (default: the preset's GPUs).")
     p.add_argument("--time-scale", type=_at_least(0.0), default=1.0, help="Multiply all simulated durations (0 = no waiting).")
     p.add_argument("--error-rate", type=_fraction, default=0.0, help="Share of requests answered with HTTP 500.")
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None, prog: str = "enginesim") -> None:
     timing, capacity = timing_for(preset)
     settings = replace(
         SimSettings(), model=args.model, host=args.host, port=args.port, max_num_seqs=args.max_num_seqs,
-        kv_capacity_tokens=args.kv_capacity_tokens or capacity, time_scale=args.time_scale,
+        max_num_batched_tokens=args.max_num_batched_tokens, kv_capacity_tokens=args.kv_capacity_tokens or capacity, time_scale=args.time_scale,
         sureness=preset.sureness, timing=timing,
     )
     faults = Faults(error_rate=args.error_rate, extra_latency_ms=args.extra_latency_ms,

@@ -56,6 +56,7 @@ class SimSettings:
     host: str = "127.0.0.1"
     port: int = 8001
     max_num_seqs: int = 64
+    max_num_batched_tokens: int = 8192  # the token budget of one step (vLLM's --max-num-batched-tokens)
     kv_capacity_tokens: int = 200_000
     time_scale: float = 1.0
     sureness: Sureness = Sureness()
@@ -70,6 +71,7 @@ class Simulator:
         self.engine = Engine(
             settings.timing,
             max_num_seqs=settings.max_num_seqs,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
             kv_capacity_tokens=settings.kv_capacity_tokens,
             time_scale=settings.time_scale,
         )

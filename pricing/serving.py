@@ -22,9 +22,9 @@ import heapq
 import random
 import statistics
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from . import roofline
 from .roofline import Deployment
@@ -68,8 +68,8 @@ DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default
 DEFAULT_MAX_BATCHED_TOKENS = 8192  # vLLM's default token budget per step for its API server
 
 
-@dataclass
-class _Request:
+@dataclass(eq=False)  # each request is itself: two alike are still two
+class ScheduledRequest:
     arrival: float
     input_len: int
     output_len: int
@@ -77,6 +77,7 @@ class _Request:
     finished: float = -1.0
     emitted: int = 0
     prefilled: int = 0  # of the tokens to prefill: the prompt (and, after a preemption, what was generated)
+    owner: Any = field(default=None, repr=False)  # the live simulator's sequence behind it
 
     @property
     def to_prefill(self) -> int:
@@ -114,31 +115,50 @@ class ServingResult:
     saturated: bool  # open loop: arrivals outpace the deployment (its queue keeps growing)
 
 
-class _Scheduler:
+@dataclass(frozen=True)
+class StepPlan:
+    """What one step computes: the sequences decoding, the prompt chunks, and how long it takes."""
+
+    decoding: list[ScheduledRequest]
+    chunks: list[tuple[ScheduledRequest, int]]
+    seconds: float
+
+
+class Scheduler:
     """vLLM's scheduling, in miniature: each step, decoding sequences take one token of the step's
     token budget and prefills (chunked) the rest; a new request is admitted while there are slots,
     budget and KV room for its prompt; KV blocks are taken as sequences grow, and when they run out
-    the newest sequence is preempted (its KV freed, recomputed when it is admitted again)."""
+    the newest sequence is preempted (its KV freed, recomputed when it is admitted again).
+
+    ``step`` runs one step on the virtual clock. The live simulator (enginesim/engine.py) runs the
+    same steps on a real one: ``plan_step``, a sleep of its seconds, ``finish_step``; its prefix
+    cache tells ``on_admit`` how many prompt tokens an admitted request finds already computed."""
 
     def __init__(self, timing: TimingModel, kv_capacity_tokens: float, max_num_seqs: int,
-                 max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> None:
+                 max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS,
+                 on_admit: Callable[[ScheduledRequest], int] | None = None) -> None:
         self.timing = timing
+        self.on_admit = on_admit
         self.capacity = kv_capacity_tokens
         self.max_num_seqs = max_num_seqs
         self.budget = max_batched_tokens if max_batched_tokens is not None else 1 << 60  # None: whole prompts
         self.now = 0.0
-        self.waiting: deque[_Request] = deque()
-        self.running: list[_Request] = []
+        self.waiting: deque[ScheduledRequest] = deque()
+        self.running: list[ScheduledRequest] = []
         self.used = 0  # KV tokens held by the running sequences
         self.running_area = 0.0
         self.waiting_area = 0.0
         self.preemptions = 0
 
-    def step(self) -> list[_Request]:
+    def step(self) -> list[ScheduledRequest]:
         """One step; returns the requests that finished in it."""
+        return self.finish_step(self.plan_step())[1]
+
+    def plan_step(self) -> StepPlan:
+        """The next step: decodes, chunks of prompts under way, and admissions within the budget."""
         decoding = [r for r in self.running if r.prefilled >= r.to_prefill]
         budget = self.budget - len(decoding)
-        chunks: list[tuple[_Request, int]] = []
+        chunks: list[tuple[ScheduledRequest, int]] = []
         for request in self.running:  # prefills under way, oldest first
             if request.prefilled < request.to_prefill and budget > 0:
                 chunk = min(request.to_prefill - request.prefilled, budget)
@@ -149,26 +169,34 @@ class _Scheduler:
             if self.running and self.used + request.to_prefill + 1 > self.capacity:
                 break
             self.waiting.popleft()
-            request.prefilled = 0
+            request.prefilled = self.on_admit(request) if self.on_admit else 0  # a prefix cache's hit
             self.used += request.to_prefill
             self.running.append(request)
-            chunk = min(request.to_prefill, budget)
+            chunk = min(request.to_prefill - request.prefilled, budget)
             chunks.append((request, chunk))
             budget -= chunk
         seconds = step_seconds(self.timing, [(c, r.prefilled) for r, c in chunks], len(decoding),
                                sum(r.context for r in decoding))
-        self.running_area += len(decoding) * seconds
+        return StepPlan(decoding, chunks, seconds)
+
+    def finish_step(self, plan: StepPlan) -> tuple[list[ScheduledRequest], list[ScheduledRequest]]:
+        """The step done: prompts advanced, a token for every sequence decoding or done prefilling,
+        finished ones out, the newest preempted while KV runs short. Returns (those that got a
+        token, those that finished)."""
+        seconds = plan.seconds
+        self.running_area += len(plan.decoding) * seconds
         self.waiting_area += len(self.waiting) * seconds  # requests join it when they arrive
         self.now += seconds
-        for request, chunk in chunks:
+        for request, chunk in plan.chunks:
             request.prefilled += chunk
-        finished = []
+        emitted, finished = [], []
         for request in self.running:
             if request.prefilled < request.to_prefill:
                 continue  # still prefilling
             request.emitted += 1  # decoded, or its prefill just completed: one token either way
             request.prefilled += 1  # the new token is in the KV cache
             self.used += 1
+            emitted.append(request)
             if request.first_token < 0:
                 request.first_token = self.now
             if request.emitted >= request.output_len:
@@ -183,10 +211,18 @@ class _Scheduler:
             victim.prefilled = 0
             self.waiting.appendleft(victim)
             self.preemptions += 1
-        return finished
+        return emitted, finished
+
+    def drop(self, request: ScheduledRequest) -> None:
+        """A request whose client went away: out of the queue, or out of the batch with its KV freed."""
+        if request in self.waiting:
+            self.waiting.remove(request)
+        elif request in self.running:
+            self.running.remove(request)
+            self.used -= request.context
 
 
-def _summarize(scenario: str, measured: list[_Request], start: float, end: float, scheduler: _Scheduler,
+def _summarize(scenario: str, measured: list[ScheduledRequest], start: float, end: float, scheduler: Scheduler,
                saturated: bool = False) -> ServingResult:
     span = max(end - start, 1e-9)
     in_window = [r for r in measured if start <= r.finished <= end]
@@ -213,14 +249,14 @@ def closed_loop(timing: TimingModel, kv_capacity_tokens: float, input_len: int, 
                 budget: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> ServingResult:
     """``concurrency`` clients, all starting at once, each sending again as soon as it is answered;
     measured after the first round of requests (the warm-up), over ``rounds`` more."""
-    scheduler = _Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
-    scheduler.waiting.extend(_Request(0.0, input_len, output_len) for _ in range(concurrency))
-    done: list[_Request] = []
+    scheduler = Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
+    scheduler.waiting.extend(ScheduledRequest(0.0, input_len, output_len) for _ in range(concurrency))
+    done: list[ScheduledRequest] = []
     target = concurrency * (rounds + 1)
     while len(done) < target:
         for request in scheduler.step():
             done.append(request)
-            scheduler.waiting.append(_Request(scheduler.now, input_len, output_len))
+            scheduler.waiting.append(ScheduledRequest(scheduler.now, input_len, output_len))
     warm = done[concurrency - 1].finished
     measured = [r for r in done[concurrency:] if r.arrival >= warm]
     return _summarize("closed", measured or done, warm, scheduler.now, scheduler)
@@ -229,9 +265,9 @@ def closed_loop(timing: TimingModel, kv_capacity_tokens: float, input_len: int, 
 def static_batch(timing: TimingModel, kv_capacity_tokens: float, input_len: int, output_len: int, batch: int,
                  max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, budget: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> ServingResult:
     """``batch`` requests at once and nothing after: throughput over the whole run, prefills included."""
-    scheduler = _Scheduler(timing, kv_capacity_tokens, max(max_num_seqs, batch), budget)
-    scheduler.waiting.extend(_Request(0.0, input_len, output_len) for _ in range(batch))
-    done: list[_Request] = []
+    scheduler = Scheduler(timing, kv_capacity_tokens, max(max_num_seqs, batch), budget)
+    scheduler.waiting.extend(ScheduledRequest(0.0, input_len, output_len) for _ in range(batch))
+    done: list[ScheduledRequest] = []
     while len(done) < batch:
         done += scheduler.step()
     return _summarize("static", done, 0.0, scheduler.now, scheduler)
@@ -249,11 +285,11 @@ def open_loop(timing: TimingModel, kv_capacity_tokens: float, lengths: Sequence[
     for _ in range(requests):
         t += rng.expovariate(rate)
         input_len, output_len = lengths[0] if len(lengths) == 1 else rng.choice(lengths)
-        arrivals.append(_Request(t, input_len, output_len))
-    scheduler = _Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
+        arrivals.append(ScheduledRequest(t, input_len, output_len))
+    scheduler = Scheduler(timing, kv_capacity_tokens, max_num_seqs, budget)
     pending = [(r.arrival, index) for index, r in enumerate(arrivals)]
     heapq.heapify(pending)
-    done: list[_Request] = []
+    done: list[ScheduledRequest] = []
     backlog_half = backlog_end = 0
     while len(done) < requests:
         while pending and pending[0][0] <= scheduler.now:

@@ -71,3 +71,45 @@ def test_fault_switches_take_only_their_own_types() -> None:
     for bad in ({"omit_usage": "false"}, {"error_rate": "0.5"}, {"error_rate": True}, {"nope": 1}):
         with pytest.raises(ValueError):
             faults.update(bad)
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_the_batch_goes_on_decoding() -> None:
+    """vLLM's token budget (the pricing package's scheduler, on a real clock): a 10,000-token prompt
+    under a 2,048-token budget takes five steps to prefill, and a sequence already decoding gets a
+    token in each of them; the long one's first token comes with the step that finishes its prompt."""
+    timing = LinearTiming()
+
+    async def run(budget: int) -> tuple[int, int]:
+        engine = Engine(timing, max_num_batched_tokens=budget, time_scale=0)
+        engine.start()
+        short = engine.submit([1, 2, 3], plan_answer("short", None, 40, []))
+        await short.out.get()  # decoding now
+        long = engine.submit(list(range(10_000)), plan_answer("long", None, 3, []))
+        await long.out.get()
+        decoded_meanwhile = short.emitted - 1
+        await engine.stop()
+        return decoded_meanwhile, long.scheduled.prefilled
+
+    chunked, prefilled = asyncio.run(run(2048))
+    assert prefilled >= 10_000 and chunked >= 5  # ceil(10,000 / (2,048 - 1 decode)) steps, a token each
+    whole, _ = asyncio.run(run(1_000_000))
+    assert whole <= 2  # without a binding budget the prompt is prefilled in one step
+
+
+def test_an_aborted_sequence_frees_its_slot_and_kv_at_once() -> None:
+    async def run() -> tuple[int, float, float]:
+        engine = Engine(LinearTiming(), max_num_seqs=1, time_scale=0)
+        engine.start()
+        first = engine.submit(list(range(500)), plan_answer("first", None, 50, []))
+        await first.out.get()
+        second = engine.submit([1, 2, 3], plan_answer("second", None, 2, []))
+        held = engine.kv_usage
+        engine.abort(first)  # its client left: the waiting one gets the slot
+        tokens = 0
+        while await second.out.get() is not None:
+            tokens += 1
+        await engine.stop()
+        return tokens, held, engine.kv_usage
+
+    tokens, held, after = asyncio.run(run())
+    assert tokens == 2 and held > 0 and after == 0
