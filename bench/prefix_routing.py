@@ -101,7 +101,9 @@ def run(strategy: str, replicas: int, kv_tokens: int, rounds: list[list[dict]], 
         per_replica: Counter = Counter()
         after = None
         while True:
-            page = httpx.get(base + "/v1/ledger", headers=headers, params={"limit": 1000, **({"after": after} if after else {})}).json()
+            # which replica served a call is for admin keys only (tenants never see internal addresses)
+            page = httpx.get(base + "/v1/ledger", headers=admin,
+                             params={"tenant": tenant, "limit": 1000, **({"after": after} if after else {})}).json()
             per_replica.update(record["replica"] for record in page["data"])
             after = page["next"]
             if not after:
