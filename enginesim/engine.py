@@ -120,8 +120,6 @@ class Engine:
         block_size: int = 16,
         time_scale: float = 1.0,
     ) -> None:
-        self.timing = timing
-        self.max_num_seqs = max_num_seqs
         self.kv_capacity_tokens = kv_capacity_tokens
         self.time_scale = time_scale
         self._step_due = 0.0  # when the current step ends, on the loop's clock (0: idle)

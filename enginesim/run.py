@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
+from .engine import DEFAULT_MAX_BATCHED_TOKENS
 from .presets import PRESETS, timing_for
 from .server import Faults, SimSettings, Simulator, watch_parent
 
@@ -57,7 +58,7 @@ def parser(prog: str = "enginesim") -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=_at_least(0, int), default=8001)
     p.add_argument("--max-num-seqs", type=_at_least(1, int), default=256, help="Most sequences decoded together (vLLM --max-num-seqs).")
-    p.add_argument("--max-num-batched-tokens", type=_at_least(1, int), default=8192,
+    p.add_argument("--max-num-batched-tokens", type=_at_least(1, int), default=DEFAULT_MAX_BATCHED_TOKENS,
                    help="Token budget of one step, decodes and prompt chunks together (vLLM --max-num-batched-tokens).")
     p.add_argument("--kv-capacity-tokens", type=_at_least(1, int), default=None, help="KV-cache capacity in tokens (default: the preset's GPUs).")
     p.add_argument("--time-scale", type=_at_least(0.0), default=1.0, help="Multiply all simulated durations (0 = no waiting).")

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .engine import Engine, LinearTiming, Sequence, TimingModel
+from .engine import DEFAULT_MAX_BATCHED_TOKENS, Engine, LinearTiming, Sequence, TimingModel
 from .responses import Shaper, error, usage
 from .textgen import (
     Plan,
@@ -56,7 +56,7 @@ class SimSettings:
     host: str = "127.0.0.1"
     port: int = 8001
     max_num_seqs: int = 64
-    max_num_batched_tokens: int = 8192  # the token budget of one step (vLLM's --max-num-batched-tokens)
+    max_num_batched_tokens: int = DEFAULT_MAX_BATCHED_TOKENS  # one step's token budget (vLLM's --max-num-batched-tokens)
     kv_capacity_tokens: int = 200_000
     time_scale: float = 1.0
     sureness: Sureness = Sureness()
