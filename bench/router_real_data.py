@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from router.data import load  # noqa: E402
 from router.evaluate import evaluate  # noqa: E402
-from router.features import RouterFeatures  # noqa: E402
+from router.features import READ_WINDOW, RouterFeatures  # noqa: E402
 from router.train import cross_validated_scores  # noqa: E402
 from wire.features import FeatureSettings  # noqa: E402
 
@@ -43,7 +43,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--cv", type=int, default=5)
-    parser.add_argument("--ngram-max", type=int, default=FeatureSettings().ngram_max)
+    parser.add_argument("--ngram-max", type=int, default=READ_WINDOW.ngram_max)
+    parser.add_argument("--head-chars", type=int, default=READ_WINDOW.head_chars,
+                        help="Characters read from a long prompt's start (with --tail-chars: what the decision reads).")
+    parser.add_argument("--tail-chars", type=int, default=READ_WINDOW.tail_chars)
     parser.add_argument("--only", default="", help="Only files whose name contains this.")
     parser.add_argument("--no-word-vectors", action="store_true", help="N-grams and structure only.")
     parser.add_argument("--hints", action="store_true", help="Each row's domain as its task hint.")
@@ -52,8 +55,8 @@ def main() -> None:
     files = sorted(args.data_dir.glob("*.jsonl"))
     if not files:
         sys.exit(f"no router data in {args.data_dir} (see issue #16: the folder is beside the project, never in it)")
-    features = RouterFeatures(FeatureSettings(ngram_max=args.ngram_max), 0.0 if args.no_word_vectors else 1.0,
-                              args.hints)
+    settings = FeatureSettings(ngram_max=args.ngram_max, head_chars=args.head_chars, tail_chars=args.tail_chars)
+    features = RouterFeatures(settings, 0.0 if args.no_word_vectors else 1.0, args.hints)
     print("| file | rows | APGR | CPT(50%) | baseline APGR / CPT(50%) | seconds |")
     print("|---|---:|---:|---:|---|---:|")
     for path in files:

@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from wire.features import tokens_of
-
 TABLE = Path(__file__).resolve().parent / "data" / "word-vectors.npz"
 TABLE_NAME = "all-MiniLM-L6-v2/whole-words/pca64"  # recorded in artifacts: a router needs the table it was trained with
 
@@ -36,24 +34,24 @@ class WordVectors:
         """Feature columns: the whole prompt's mean, then the last block's."""
         return 2 * self.dimensions
 
-    def word_rows(self, kept: str, tokens: list[str]) -> tuple[np.ndarray, int]:
-        """Each token's row (0: unknown), and how many tokens the last block has (they end the list)."""
-        rows = np.fromiter(map(self.rows.get, tokens, repeat(0)), dtype=np.intp, count=len(tokens))
-        start = kept.rfind("\n\n")
-        return rows, len(tokens) if start < 0 else len(tokens_of(kept[start:]))
+    def word_rows(self, tokens: list[str]) -> np.ndarray:
+        """Each token's row (0: unknown)."""
+        return np.fromiter(map(self.rows.get, tokens, repeat(0)), dtype=np.intp, count=len(tokens))
 
     def prompt_vectors(self, rows: np.ndarray, last: int) -> np.ndarray:
         """The features: the unit-length mean vector of the prompt's known words, then of its last
         block's (zeros where no word is known)."""
-        whole = self._direction(rows)
+        gathered = self.vectors[rows]  # the last block's rows end it: gathered once for both
+        whole = _direction(gathered)
         if last == len(rows):
             return np.concatenate((whole, whole))
-        return np.concatenate((whole, self._direction(rows[len(rows) - last :])))
+        return np.concatenate((whole, _direction(gathered[len(rows) - last :])))
 
-    def _direction(self, rows: np.ndarray) -> np.ndarray:
-        total = self.vectors[rows].sum(0)
-        norm = float(np.sqrt(total @ total))
-        return total / norm if norm else total
+
+def _direction(vectors: np.ndarray) -> np.ndarray:
+    total = vectors.sum(0)
+    norm = float(np.sqrt(total @ total))
+    return total / norm if norm else total
 
 
 @cache
