@@ -110,12 +110,21 @@ def run(strategy: str, replicas: int, kv_tokens: int, rounds: list[list[dict]], 
                 break
         counts = [per_replica.get(f"{b}/v1", 0) for _, b in sims]
         mean = sum(counts) / len(counts)
+        preemptions = sum(_metric(httpx.get(b + "/metrics").text, "vllm:num_preemptions_total") for _, b in sims)
         return {"hit_rate": totals["cached"] / totals["prompt"], "cost": totals["cost"], "busiest": max(counts) / mean,
-                "requests": sum(counts)}
+                "requests": sum(counts), "preemptions": preemptions}
     finally:
         stop(gateway)
         for process, _ in sims:
             stop(process)
+
+
+def _metric(exposition: str, name: str) -> float:
+    """One unlabelled-or-single-series value from a Prometheus text exposition (0 when absent)."""
+    for line in exposition.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def main() -> None:
@@ -145,10 +154,11 @@ def main() -> None:
         finally:
             valkey.stop()
     reference = results["one replica, 4x cache (reference)"]["hit_rate"]
-    lines = ["| choice | requests | prefix hit rate | vs reference | cost USD | busiest / mean |", "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| choice | requests | prefix hit rate | vs reference | cost USD | busiest / mean | preemptions |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for label, r in results.items():
         lines.append(f"| {label} | {r['requests']} | {r['hit_rate']:.3f} | {r['hit_rate'] / reference:.2f} | "
-                     f"{r['cost']:.6f} | {r['busiest']:.2f} |")
+                     f"{r['cost']:.6f} | {r['busiest']:.2f} | {r['preemptions']:.0f} |")
     table = "\n".join(lines)
     print(table)
     if not args.no_write:

@@ -161,6 +161,11 @@ class Engine:
         return [r.owner for r in self.scheduler.waiting]
 
     @property
+    def preemptions(self) -> int:
+        """Sequences put back to wait (their KV freed, recomputed when admitted again), so far."""
+        return self.scheduler.preemptions
+
+    @property
     def kv_usage(self) -> float:
         return min(self.scheduler.used / self.kv_capacity_tokens, 1.0)
 

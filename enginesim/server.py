@@ -439,6 +439,7 @@ def render_metrics(model: str, engine: Engine) -> str:
         ("vllm:generation_tokens_total", "counter", "Number of generation tokens processed.", engine.generation_tokens_total),
         ("vllm:prefix_cache_queries_total", "counter", "Prefix cache queries, in tokens.", engine.prefix_queries_total),
         ("vllm:prefix_cache_hits_total", "counter", "Prefix cache hits, in tokens.", engine.prefix_hits_total),
+        ("vllm:num_preemptions_total", "counter", "Cumulative number of preemption from the engine.", engine.preemptions),
     ]
     lines = []
     for name, kind, help_text, value in rows:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from enginesim.engine import Engine, LinearTiming, PrefixCache
+from enginesim.server import render_metrics
 from enginesim.textgen import flatten_chat, plan_answer, tokenize
 
 
@@ -113,3 +114,29 @@ def test_an_aborted_sequence_frees_its_slot_and_kv_at_once() -> None:
 
     tokens, held, after = asyncio.run(run())
     assert tokens == 2 and held > 0 and after == 0
+
+
+def test_a_cache_too_small_for_the_batch_preempts_the_newest_and_says_so_in_the_metrics() -> None:
+    """Two 100-token prompts whose answers outgrow a 205-token KV cache together: the newest is put
+    back to wait and recomputed (vLLM's recompute mode), both answers still come out whole, and
+    ``vllm:num_preemptions_total`` counts it."""
+    plans = [plan_answer(f"s{i}", None, 200, []) for i in range(2)]
+
+    async def run() -> tuple[list[int], str]:
+        engine = Engine(LinearTiming(), kv_capacity_tokens=205, time_scale=0)
+        engine.start()
+        sequences = [engine.submit(list(range(100 * i, 100 * i + 100)), plan) for i, plan in enumerate(plans)]
+        counts = []
+        for sequence in sequences:
+            tokens = 0
+            while await sequence.out.get() is not None:
+                tokens += 1
+            counts.append(tokens)
+        await engine.stop()
+        return counts, render_metrics("m", engine)
+
+    assert min(len(plan.tokens) for plan in plans) > 3  # a few tokens each and both no longer fit
+    counts, metrics = asyncio.run(run())
+    assert counts == [len(plan.tokens) for plan in plans]
+    preempted = next(line for line in metrics.splitlines() if line.startswith("vllm:num_preemptions_total"))
+    assert float(preempted.split()[-1]) >= 1
