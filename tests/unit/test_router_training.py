@@ -139,6 +139,25 @@ def test_an_artifact_with_other_structural_features_is_refused(tmp_path: Path) -
         load(path)
 
 
+def test_a_router_reads_the_window_it_was_trained_with(tmp_path: Path) -> None:
+    """New routers read a long prompt's first 256 and last 768 characters; an artifact trained with
+    another window (1,536 + 512 before 2026-11-30) keeps scoring with its own."""
+    new = fit(_examples(200), regularization=1.0)
+    path = tmp_path / "router.json"
+    new.save(path)
+    document = json.loads(path.read_text())
+    assert (document["features"]["head_chars"], document["features"]["tail_chars"]) == (256, 768)
+    document["features"]["head_chars"], document["features"]["tail_chars"] = 1536, 512
+    path.write_text(json.dumps(document))
+    old = load(path)
+    assert (old.features.settings.head_chars, old.features.settings.tail_chars) == (1536, 512)
+    start, end = "hello " * 60, "thanks " * 140  # 360 and 980 characters
+    middle = "solve the integral step by step " * 40  # 1,280 characters: only the old window reaches it
+    plain = "x " * (len(middle) // 2)  # as long, saying nothing
+    assert new.score(start + middle + end) == new.score(start + plain + end)
+    assert old.score(start + middle + end) != old.score(start + plain + end)
+
+
 def test_a_published_result_table_is_imported_and_evaluated(tmp_path: Path) -> None:
     """A CSV with a column per model (booleans as text, long quoted responses) becomes training data."""
     import csv
