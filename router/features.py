@@ -19,9 +19,9 @@ from wire.features import STRUCTURAL, FeatureSettings, clipped, ngram_counts, st
 from .embedding import word_vectors
 
 # What a router trained now reads of a long prompt: its first 256 and last 768 characters (saved
-# routers keep the window they were trained with). Reading 1,024 characters rather than 2,048 made
-# the decision on real prompts of about 2,000 characters 25-45% faster for the same quality on every
-# file of the real data (three or five shuffles each; docs/router.md): on RouterBench's few-shot
+# routers keep the window they were trained with). Reading 1,024 characters rather than 2,048 takes
+# a fifth to a third off the decision on prompts of about 2,000 characters, for the same quality on
+# every file of the real data (three or five shuffles each; docs/router.md): on RouterBench's few-shot
 # prompts, as on chat turns, what decides is the question at the end and what kind of request the
 # start says it is, not the middle.
 READ_WINDOW = FeatureSettings(head_chars=256, tail_chars=768)
