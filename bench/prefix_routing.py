@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.doc_sections import write_section  # noqa: E402
+from gateway.upstream.engine_metrics import metric_sums  # noqa: E402
 from tests.support.processes import start_gateway, start_sim, stop  # noqa: E402
 
 ADMIN = "bench-admin-key-0123456789"
@@ -110,21 +111,14 @@ def run(strategy: str, replicas: int, kv_tokens: int, rounds: list[list[dict]], 
                 break
         counts = [per_replica.get(f"{b}/v1", 0) for _, b in sims]
         mean = sum(counts) / len(counts)
-        preemptions = sum(_metric(httpx.get(b + "/metrics").text, "vllm:num_preemptions_total") for _, b in sims)
+        preemptions = sum(metric_sums(httpx.get(b + "/metrics").text).get("vllm:num_preemptions_total", 0.0)
+                          for _, b in sims)
         return {"hit_rate": totals["cached"] / totals["prompt"], "cost": totals["cost"], "busiest": max(counts) / mean,
                 "requests": sum(counts), "preemptions": preemptions}
     finally:
         stop(gateway)
         for process, _ in sims:
             stop(process)
-
-
-def _metric(exposition: str, name: str) -> float:
-    """One unlabelled-or-single-series value from a Prometheus text exposition (0 when absent)."""
-    for line in exposition.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def main() -> None:

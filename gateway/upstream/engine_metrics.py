@@ -19,8 +19,9 @@ class EngineLoad:
     waiting: float
 
 
-def parse_engine_metrics(text: str) -> EngineLoad | None:
-    """Sum each known metric over its label sets; None if the text has none of them."""
+def metric_sums(text: str) -> dict[str, float]:
+    """Every metric of a Prometheus text exposition, summed over its label sets (lines that do not
+    parse are skipped)."""
     values: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -30,6 +31,12 @@ def parse_engine_metrics(text: str) -> EngineLoad | None:
             values[name] = values.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
         except (IndexError, ValueError):
             continue
+    return values
+
+
+def parse_engine_metrics(text: str) -> EngineLoad | None:
+    """Sum each known metric over its label sets; None if the text has none of them."""
+    values = metric_sums(text)
 
     def first(names: tuple[str, ...]) -> float | None:
         return next((values[n] for n in names if n in values), None)
