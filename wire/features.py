@@ -115,7 +115,7 @@ def structural(text: str, tokens: list[str], full_length: int) -> list[float]:
         1.0 if code else 0.0,
         1.0 if math_like else 0.0,
         counts.digits / chars * 5,
-        0.0 if text.isascii() else (len(text.encode()) - len(text)) / chars,
+        (counts.utf8_bytes - len(text)) / chars,
         min(text.count("\n"), 50) / 25,
         math.log1p(counts.numbers) / 3,
         math.log1p(counts.sentences) / 3,
@@ -129,6 +129,7 @@ class _Counts:
     numbers: int  # runs such as 3, 1,000 or 2.5 (_NUMBER)
     sentences: int  # ".", "?" or "!" before a space or a line break
     digit_operator: bool  # a digit, an operator and a digit in a row (_DIGIT_OPERATOR)
+    utf8_bytes: int  # the text's length in UTF-8 (beyond its characters: how far it is not ASCII)
 
 
 def _counts(text: str) -> _Counts:
@@ -148,14 +149,15 @@ def _counts(text: str) -> _Counts:
     if not text.isascii():
         numbers = len(_NUMBER.findall(text)) if digits else 0
         operator = digits > 1 and bool(_DIGIT_OPERATOR.search(text))
-        return _Counts(len(text.split()), digits, numbers, sentences, operator)
+        return _Counts(len(text.split()), digits, numbers, sentences, operator, len(classes))
     spaces = classes.translate(_SPACE_CLASSES)
     words = spaces.count(b" x") + spaces.startswith(b"x")
     if not digits:
-        return _Counts(words, 0, 0, sentences, False)
+        return _Counts(words, 0, 0, sentences, False, len(classes))
     runs = classes.translate(_NUMBER_CLASSES)
     numbers = sum(map(runs.count, (b"x1", b"x21", b"221"))) + runs.startswith(b"1") + runs.startswith(b"21")
-    return _Counts(words, digits, numbers, sentences, digits > 1 and bool(_CLASS_DIGIT_OPERATOR.search(classes)))
+    operator = digits > 1 and bool(_CLASS_DIGIT_OPERATOR.search(classes))
+    return _Counts(words, digits, numbers, sentences, operator, len(classes))
 
 
 def _word_hash(word: str) -> int:
